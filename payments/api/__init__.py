@@ -1,0 +1,1 @@
+"""The user-facing REST API of the payments app."""

@@ -1,0 +1,132 @@
+"""The domain errors of the payments app, each with a stable machine-readable code."""
+
+from __future__ import annotations
+
+
+class PaymentsError(Exception):
+    """Base of every error the payments app raises on purpose.
+
+    ``code`` is stable and machine-readable (API bodies, admin messages, logs);
+    ``message`` is a sentence for a person.
+    """
+
+    code = "payments_error"
+    status_code = 400
+
+    def __init__(self, message: str = "", **context: object) -> None:
+        self.message = message or self.__class__.__doc__ or self.code
+        self.context = context
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+
+class InsufficientFunds(PaymentsError):
+    """The balance does not cover this debit."""
+
+    code = "insufficient_funds"
+    status_code = 409
+
+
+class InvalidAmount(PaymentsError):
+    """The amount is not a valid positive amount in USD cents."""
+
+    code = "invalid_amount"
+
+
+class InvalidAddress(PaymentsError):
+    """The wallet address is not valid for this currency."""
+
+    code = "invalid_address"
+
+
+class IdempotencyConflict(PaymentsError):
+    """A posting with this idempotency key already exists with different terms."""
+
+    code = "idempotency_conflict"
+    status_code = 409
+
+
+class ChainBroken(PaymentsError):
+    """The given balance_after does not continue the user's ledger chain."""
+
+    code = "chain_broken"
+    status_code = 409
+
+
+class InvalidTransition(PaymentsError):
+    """The object cannot move from its current status to the requested one."""
+
+    code = "invalid_transition"
+    status_code = 409
+
+
+class AmountBelowMinimum(PaymentsError):
+    """The amount is below the minimum for this currency."""
+
+    code = "amount_below_minimum"
+
+
+class CurrencyUnavailable(PaymentsError):
+    """The currency is unknown or switched off."""
+
+    code = "currency_unavailable"
+
+
+class PermissionDenied(PaymentsError):
+    """The acting user may not do this."""
+
+    code = "permission_denied"
+    status_code = 403
+
+
+class ConfigurationError(PaymentsError):
+    """The payments app is not configured correctly."""
+
+    code = "configuration_error"
+    status_code = 500
+
+
+class ProviderError(PaymentsError):
+    """Base of the errors that come from talking to NowPayments."""
+
+    code = "provider_error"
+    status_code = 502
+
+
+class ProviderUnavailable(ProviderError):
+    """NowPayments did not answer usefully (timeout, connection error, 5xx, 429); retry later."""
+
+    code = "provider_unavailable"
+    status_code = 503
+    retryable = True
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **context: object):
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
+
+class ProviderRejected(ProviderError):
+    """NowPayments refused the request (4xx); retrying the same request will not help."""
+
+    code = "provider_rejected"
+    status_code = 502
+    retryable = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        provider_code: str = "",
+        http_status: int | None = None,
+        **context: object,
+    ) -> None:
+        super().__init__(message, **context)
+        self.provider_code = provider_code
+        self.http_status = http_status
+
+    def as_dict(self) -> dict[str, object]:
+        body = super().as_dict()
+        body["provider_code"] = self.provider_code
+        return body

@@ -1,0 +1,9 @@
+"""The five models of the payments app (plus the IPN event log and reconciliation reports)."""
+
+from payments.models.balance import UserBalance
+from payments.models.currency import Currency
+from payments.models.payment import Payment
+from payments.models.transaction import Transaction
+from payments.models.withdrawal import WithdrawalRequest
+
+__all__ = ["Currency", "Payment", "Transaction", "UserBalance", "WithdrawalRequest"]

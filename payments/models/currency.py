@@ -1,0 +1,119 @@
+"""Currency: a NowPayments pay currency with its token, network and explorer link."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from payments.models.common import Provider
+
+
+class CurrencyQuerySet(models.QuerySet["Currency"]):
+    def available(self) -> CurrencyQuerySet:
+        """Currencies a user may pay with: switched on here and offered by the provider."""
+        return self.filter(is_active=True, provider_enabled=True)
+
+
+class Currency(models.Model):
+    code = models.CharField(
+        max_length=32, unique=True, help_text="NowPayments code in upper case, e.g. USDTTRC20."
+    )
+    name = models.CharField(max_length=100)
+    token = models.CharField(max_length=32, help_text="Token symbol, e.g. USDT.")
+    network = models.CharField(max_length=32, blank=True, help_text="Network, e.g. TRC20.")
+    decimal_places = models.PositiveSmallIntegerField(default=8)
+    is_active = models.BooleanField(
+        default=True, help_text="Operator's switch: off means users cannot pay with it."
+    )
+    provider_enabled = models.BooleanField(
+        default=True, help_text="Whether NowPayments offered it at the last sync."
+    )
+    provider = models.CharField(
+        max_length=32, choices=Provider.choices, default=Provider.NOWPAYMENTS
+    )
+    min_amount_usd = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("1.00"))
+    sort_order = models.IntegerField(default=0)
+    address_regex = models.CharField(max_length=500, blank=True)
+    extra_id_required = models.BooleanField(default=False, help_text="Needs a memo / tag.")
+    explorer_tx_url = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Transaction URL template with {hash} (or NowPayments' :hash) placeholder.",
+    )
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CurrencyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["sort_order", "code"]
+        verbose_name_plural = "currencies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(min_amount_usd__gte=0), name="currency_min_amount_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(code=models.functions.Upper("code")),
+                name="currency_code_upper",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def display_name(self) -> str:
+        """'USDT (TRC20)'; just the token when the network adds nothing."""
+        if self.network and self.network.upper() != self.token.upper():
+            return f"{self.token} ({self.network})"
+        return self.token
+
+    @property
+    def provider_code(self) -> str:
+        """The ticker NowPayments expects in requests (lower case)."""
+        return self.code.lower()
+
+    def explorer_url(self, tx_hash: str) -> str | None:
+        """The block explorer URL of a transaction on this currency's network."""
+        if not tx_hash:
+            return None
+        template = self.explorer_tx_url or _fallback_explorer(self)
+        if not template:
+            return None
+        return template.replace(":hash", tx_hash).replace("{hash}", tx_hash)
+
+
+# Public explorers by network, used when NowPayments gives no explorer_link_hash.
+_EXPLORERS = {
+    "btc": "https://mempool.space/tx/{hash}",
+    "bitcoin": "https://mempool.space/tx/{hash}",
+    "eth": "https://etherscan.io/tx/{hash}",
+    "erc20": "https://etherscan.io/tx/{hash}",
+    "ethereum": "https://etherscan.io/tx/{hash}",
+    "trx": "https://tronscan.org/#/transaction/{hash}",
+    "trc20": "https://tronscan.org/#/transaction/{hash}",
+    "tron": "https://tronscan.org/#/transaction/{hash}",
+    "bsc": "https://bscscan.com/tx/{hash}",
+    "bep20": "https://bscscan.com/tx/{hash}",
+    "matic": "https://polygonscan.com/tx/{hash}",
+    "polygon": "https://polygonscan.com/tx/{hash}",
+    "sol": "https://solscan.io/tx/{hash}",
+    "solana": "https://solscan.io/tx/{hash}",
+    "ltc": "https://blockchair.com/litecoin/transaction/{hash}",
+    "litecoin": "https://blockchair.com/litecoin/transaction/{hash}",
+}
+
+_TICKER_SUFFIXES = ("trc20", "erc20", "bsc", "matic", "sol")
+
+
+def _fallback_explorer(currency: Currency) -> str | None:
+    network = (currency.network or "").lower()
+    if network in _EXPLORERS:
+        return _EXPLORERS[network]
+    code = currency.code.lower()
+    for suffix in _TICKER_SUFFIXES:
+        if code.endswith(suffix):
+            return _EXPLORERS[suffix]
+    return _EXPLORERS.get(code)

@@ -1,0 +1,221 @@
+"""Payment: a cryptocurrency deposit a user makes through NowPayments."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+from payments.models.common import Provider, generate_public_id, status_check
+from payments.money import format_usd
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CONFIRMING = "confirming", "Confirming"
+    CONFIRMED = "confirmed", "Confirmed"
+    COMPLETED = "completed", "Completed"
+    PARTIALLY_PAID = "partially_paid", "Partially paid"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+    REFUNDED = "refunded", "Refunded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Progress of a live payment; a status may only move to a higher rank or to a final status.
+_RANK = {
+    PaymentStatus.PENDING: 0,
+    PaymentStatus.CONFIRMING: 1,
+    PaymentStatus.CONFIRMED: 2,
+    PaymentStatus.PARTIALLY_PAID: 3,
+    PaymentStatus.COMPLETED: 4,
+}
+FINAL_STATUSES = frozenset(
+    {
+        PaymentStatus.COMPLETED,
+        PaymentStatus.FAILED,
+        PaymentStatus.EXPIRED,
+        PaymentStatus.REFUNDED,
+        PaymentStatus.CANCELLED,
+    }
+)
+ACTIVE_STATUSES = frozenset(set(PaymentStatus) - FINAL_STATUSES)
+
+_STATUS_COLORS = {
+    PaymentStatus.PENDING: "warning",
+    PaymentStatus.CONFIRMING: "info",
+    PaymentStatus.CONFIRMED: "info",
+    PaymentStatus.COMPLETED: "success",
+    PaymentStatus.PARTIALLY_PAID: "warning",
+    PaymentStatus.FAILED: "danger",
+    PaymentStatus.EXPIRED: "secondary",
+    PaymentStatus.REFUNDED: "secondary",
+    PaymentStatus.CANCELLED: "secondary",
+}
+
+
+def can_move(old: str, new: str) -> bool:
+    """Whether a payment may go from status old to status new (forward only)."""
+    if old == new:
+        return True
+    if old in FINAL_STATUSES:
+        return False
+    if new in FINAL_STATUSES and new != PaymentStatus.COMPLETED:
+        return True
+    return _RANK[PaymentStatus(new)] > _RANK[PaymentStatus(old)]
+
+
+class Payment(models.Model):
+    PaymentStatus = PaymentStatus
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payments"
+    )
+    internal_payment_id = models.CharField(max_length=40, unique=True, editable=False)
+    amount_usd = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.ForeignKey("payments.Currency", on_delete=models.PROTECT)
+    pay_amount = models.DecimalField(max_digits=36, decimal_places=18, null=True, blank=True)
+    actual_amount = models.DecimalField(
+        max_digits=36, decimal_places=18, null=True, blank=True, help_text="Crypto received."
+    )
+    actual_amount_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    provider = models.CharField(
+        max_length=32, choices=Provider.choices, default=Provider.NOWPAYMENTS
+    )
+    provider_payment_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
+    )
+    pay_address = models.CharField(max_length=255, blank=True)
+    pay_extra_id = models.CharField(max_length=255, blank=True, help_text="Memo / destination tag.")
+    transaction_hash = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    provider_data = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="Last raw provider payload."
+    )
+    provider_error = models.CharField(max_length=500, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    provider_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="payment_status_created"),
+            models.Index(fields=["user", "-created_at"], name="payment_user_created"),
+        ]
+        constraints = [
+            status_check("status", PaymentStatus, "payment_status_valid"),
+            models.CheckConstraint(condition=models.Q(amount_usd__gt=0), name="payment_amount_pos"),
+            models.CheckConstraint(
+                condition=models.Q(pay_amount__isnull=True) | models.Q(pay_amount__gt=0),
+                name="payment_pay_amount_pos",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(actual_amount__isnull=True) | models.Q(actual_amount__gte=0),
+                name="payment_actual_amount_nonneg",
+            ),
+        ]
+        permissions = [("settle_payment", "Can mark a payment completed by hand")]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded_status: str | None = None if self._state.adding else self.status
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Payment:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = instance.__dict__.get("status")
+        return instance
+
+    def __str__(self) -> str:
+        return f"{self.internal_payment_id} {self.amount_display} {self.status}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.internal_payment_id:
+            self.internal_payment_id = generate_public_id("PAY")
+        old = self._loaded_status
+        if old is not None and old != self.status:
+            if not can_move(old, self.status):
+                raise ValidationError(
+                    f"Payment {self.internal_payment_id} cannot move from {old} to {self.status}."
+                )
+            self.status_changed_at = timezone.now()
+            if "update_fields" in kwargs and kwargs["update_fields"] is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "status_changed_at"}
+        if self.status == PaymentStatus.COMPLETED and self.completed_at is None:
+            self.completed_at = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "completed_at"}
+        super().save(*args, **kwargs)
+        self._loaded_status = self.status
+
+    # --- derived values the seed names --------------------------------------------------
+
+    @property
+    def amount_display(self) -> str:
+        return f"{format_usd(self.amount_usd)} USD"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == PaymentStatus.PENDING
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status == PaymentStatus.COMPLETED
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def is_expired(self) -> bool:
+        return self.status == PaymentStatus.EXPIRED or (
+            self.expires_at is not None
+            and self.status not in FINAL_STATUSES
+            and self.expires_at <= timezone.now()
+        )
+
+    @property
+    def status_color(self) -> str:
+        return _STATUS_COLORS.get(PaymentStatus(self.status), "secondary")
+
+    @property
+    def credited_amount_usd(self) -> Decimal:
+        """What a completed payment credits to the user's balance: the USD amount ordered."""
+        return self.amount_usd
+
+    @property
+    def qr_data(self) -> str | None:
+        """What a wallet needs to scan: the pay address (with the memo where the coin needs one)."""
+        if not self.pay_address:
+            return None
+        if self.pay_extra_id:
+            return f"{self.pay_address}?memo={quote(self.pay_extra_id)}"
+        return self.pay_address
+
+    def get_qr_code_url(self, size: int = 200) -> str | None:
+        data = self.qr_data
+        if data is None:
+            return None
+        size = max(50, min(int(size), 1000))
+        template: str = settings.PAYMENTS_QR_CODE_URL
+        return template.format(size=size, data=quote(data, safe=""))
+
+    def get_explorer_link(self) -> str | None:
+        if not self.transaction_hash:
+            return None
+        return self.currency.explorer_url(self.transaction_hash)

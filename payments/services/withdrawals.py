@@ -1,0 +1,239 @@
+"""Withdrawal requests: the hold on creation, the review, the payout steps and the refund."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from payments import ledger
+from payments.errors import (
+    CurrencyUnavailable,
+    InvalidAddress,
+    InvalidAmount,
+    InvalidTransition,
+    PermissionDenied,
+)
+from payments.models import Currency, WithdrawalRequest
+from payments.models.transaction import TransactionType
+from payments.models.withdrawal import (
+    REFUNDED_STATUSES,
+    WITHDRAWAL_TRANSITIONS,
+    WithdrawalStatus,
+)
+from payments.money import is_cents
+
+logger = logging.getLogger(__name__)
+
+APPROVE_PERMISSION = "payments.approve_withdrawalrequest"
+
+# Fields fixed at creation: changing them later would pay someone else, or another amount.
+_FROZEN_FIELDS = (
+    "user_id",
+    "amount_usd",
+    "currency_id",
+    "wallet_address",
+    "wallet_extra_id",
+    "network_fee_usd",
+    "service_fee_usd",
+)
+_STATUS_TIMESTAMPS = {
+    WithdrawalStatus.APPROVED: "approved_at",
+    WithdrawalStatus.PROCESSING: "processing_at",
+    WithdrawalStatus.COMPLETED: "completed_at",
+    WithdrawalStatus.REJECTED: "rejected_at",
+    WithdrawalStatus.CANCELLED: "cancelled_at",
+    WithdrawalStatus.FAILED: "failed_at",
+}
+
+
+def withdrawal_create(
+    *,
+    user_id: int,
+    amount_usd: Decimal,
+    currency_id: int,
+    wallet_address: str,
+    network_fee_usd: Decimal = Decimal("0.00"),
+    service_fee_usd: Decimal = Decimal("0.00"),
+    wallet_extra_id: str = "",
+) -> WithdrawalRequest:
+    """Create a pending request and hold its amount with a WITHDRAWAL posting."""
+    withdrawal = WithdrawalRequest(
+        user_id=user_id,
+        amount_usd=amount_usd,
+        currency_id=currency_id,
+        wallet_address=wallet_address,
+        wallet_extra_id=wallet_extra_id,
+        network_fee_usd=network_fee_usd,
+        service_fee_usd=service_fee_usd,
+    )
+    return withdrawal_create_from_instance(withdrawal)
+
+
+def withdrawal_create_from_instance(withdrawal: WithdrawalRequest) -> WithdrawalRequest:
+    """Save a new request built through the ORM, with the hold in the same transaction."""
+    _validate_new(withdrawal)
+    withdrawal.status = WithdrawalStatus.PENDING
+    with transaction.atomic():
+        _service_save(withdrawal, force_insert=True)
+        ledger.post(
+            user_id=withdrawal.user_id,
+            kind=TransactionType.WITHDRAWAL,
+            amount_usd=-withdrawal.amount_usd,
+            idempotency_key=f"withdrawal:{withdrawal.pk}:debit",
+            description=f"Withdrawal {withdrawal.internal_withdrawal_id} requested",
+            withdrawal_request_id=withdrawal.pk,
+        )
+    logger.info("withdrawal created id=%s user=%s", withdrawal.pk, withdrawal.user_id)
+    return withdrawal
+
+
+def withdrawal_approve(
+    *, withdrawal_id: uuid.UUID, admin_user: Any, notes: str = ""
+) -> WithdrawalRequest:
+    return _transition(
+        withdrawal_id, WithdrawalStatus.APPROVED, admin_user=admin_user, admin_notes=notes
+    )
+
+
+def withdrawal_reject(
+    *, withdrawal_id: uuid.UUID, admin_user: Any, notes: str = ""
+) -> WithdrawalRequest:
+    return _transition(
+        withdrawal_id, WithdrawalStatus.REJECTED, admin_user=admin_user, admin_notes=notes
+    )
+
+
+def withdrawal_cancel(*, withdrawal_id: uuid.UUID, user: Any) -> WithdrawalRequest:
+    """The requester withdraws their own pending request; the hold is refunded."""
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        if withdrawal.user_id != user.pk:
+            raise PermissionDenied("Only the user who made a withdrawal request can cancel it.")
+        previous = withdrawal.status
+        withdrawal.status = WithdrawalStatus.CANCELLED
+        _apply(withdrawal, previous=previous)
+        return withdrawal
+
+
+def withdrawal_start_processing(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
+    return _transition(withdrawal_id, WithdrawalStatus.PROCESSING)
+
+
+def withdrawal_complete(
+    *, withdrawal_id: uuid.UUID, transaction_hash: str, admin_user: Any = None
+) -> WithdrawalRequest:
+    changes: dict[str, Any] = {"transaction_hash": transaction_hash.strip()}
+    if admin_user is not None:
+        changes["admin_user"] = admin_user
+    return _transition(withdrawal_id, WithdrawalStatus.COMPLETED, **changes)
+
+
+def withdrawal_fail(*, withdrawal_id: uuid.UUID, reason: str) -> WithdrawalRequest:
+    return _transition(withdrawal_id, WithdrawalStatus.FAILED, failure_reason=reason[:500])
+
+
+def withdrawal_save_instance(
+    withdrawal: WithdrawalRequest, *, previous_status: str | None
+) -> WithdrawalRequest:
+    """Save an existing request changed through the ORM, applying the same rules."""
+    with transaction.atomic():
+        stored = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal.pk)
+        if previous_status is not None and stored.status != previous_status:
+            raise InvalidTransition(
+                f"Withdrawal {stored.internal_withdrawal_id} was moved to {stored.status} "
+                "by someone else; reload it and try again."
+            )
+        for name in _FROZEN_FIELDS:
+            if getattr(stored, name) != getattr(withdrawal, name):
+                raise InvalidTransition(
+                    f"{name} of withdrawal {stored.internal_withdrawal_id} cannot change "
+                    "after it is requested."
+                )
+        _apply(withdrawal, previous=stored.status)
+    return withdrawal
+
+
+def _transition(withdrawal_id: uuid.UUID, new_status: str, **changes: Any) -> WithdrawalRequest:
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        previous = withdrawal.status
+        for name, value in changes.items():
+            setattr(withdrawal, name, value)
+        withdrawal.status = new_status
+        _apply(withdrawal, previous=previous)
+        return withdrawal
+
+
+def _apply(withdrawal: WithdrawalRequest, *, previous: str) -> None:
+    """Check and save a status change (or a plain edit); refund the hold on a final failure."""
+    new = withdrawal.status
+    if new != previous:
+        if new not in WITHDRAWAL_TRANSITIONS[WithdrawalStatus(previous)]:
+            raise InvalidTransition(
+                f"Withdrawal {withdrawal.internal_withdrawal_id} cannot move from "
+                f"{previous} to {new}."
+            )
+        if new in (WithdrawalStatus.APPROVED, WithdrawalStatus.REJECTED):
+            _check_reviewer(withdrawal)
+        if new == WithdrawalStatus.COMPLETED and not withdrawal.transaction_hash.strip():
+            raise InvalidTransition("A completed withdrawal needs its blockchain transaction hash.")
+        stamp = _STATUS_TIMESTAMPS[WithdrawalStatus(new)]
+        if getattr(withdrawal, stamp) is None:
+            setattr(withdrawal, stamp, timezone.now())
+    _service_save(withdrawal)
+    if new != previous and new in REFUNDED_STATUSES:
+        ledger.post(
+            user_id=withdrawal.user_id,
+            kind=TransactionType.REFUND,
+            amount_usd=withdrawal.amount_usd,
+            idempotency_key=f"withdrawal:{withdrawal.pk}:refund",
+            description=f"Withdrawal {withdrawal.internal_withdrawal_id} {new}: hold returned",
+            withdrawal_request_id=withdrawal.pk,
+        )
+    if new != previous:
+        logger.info("withdrawal id=%s %s -> %s", withdrawal.pk, previous, new)
+
+
+def _check_reviewer(withdrawal: WithdrawalRequest) -> None:
+    reviewer = withdrawal.admin_user
+    if reviewer is None:
+        raise PermissionDenied("Approving or rejecting a withdrawal needs the reviewing admin user.")
+    if not reviewer.has_perm(APPROVE_PERMISSION):
+        raise PermissionDenied(f"{reviewer} may not approve or reject withdrawals.")
+    if reviewer.pk == withdrawal.user_id:
+        raise PermissionDenied("Nobody may approve or reject their own withdrawal request.")
+
+
+def _validate_new(withdrawal: WithdrawalRequest) -> None:
+    for name in ("amount_usd", "network_fee_usd", "service_fee_usd"):
+        value = getattr(withdrawal, name)
+        if not isinstance(value, Decimal) or not is_cents(value) or value < 0:
+            raise InvalidAmount(f"{name} must be a non-negative Decimal amount in whole cents.")
+    if withdrawal.amount_usd <= withdrawal.total_fee_usd:
+        raise InvalidAmount(
+            f"The amount {withdrawal.amount_usd} USD does not cover the fees "
+            f"{withdrawal.total_fee_usd} USD."
+        )
+    currency = Currency.objects.filter(pk=withdrawal.currency_id).first()
+    if currency is None or not currency.is_active:
+        raise CurrencyUnavailable("This currency is not available for withdrawals.")
+    address = (withdrawal.wallet_address or "").strip()
+    if not address:
+        raise InvalidAddress("A withdrawal needs a destination wallet address.")
+    if currency.address_regex and not re.fullmatch(currency.address_regex, address):
+        raise InvalidAddress(f"{address[:12]}… is not a valid {currency.display_name} address.")
+    withdrawal.wallet_address = address
+
+
+def _service_save(withdrawal: WithdrawalRequest, **kwargs: Any) -> None:
+    withdrawal._service_write = True  # type: ignore[attr-defined]
+    try:
+        withdrawal.save(**kwargs)
+    finally:
+        withdrawal._service_write = False  # type: ignore[attr-defined]

@@ -1,0 +1,43 @@
+"""factory_boy factories for users and the payments models."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+
+from payments.models import Currency, Payment
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.django.Password("pw-for-tests-only")
+
+
+class CurrencyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Currency
+        django_get_or_create = ("code",)
+
+    code = "USDTTRC20"
+    name = "Tether USD (TRC20)"
+    token = "USDT"
+    network = "TRC20"
+    decimal_places = 6
+    min_amount_usd = Decimal("1.00")
+
+
+class PaymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Payment
+
+    user = factory.SubFactory(UserFactory)
+    currency = factory.SubFactory(CurrencyFactory)
+    amount_usd = Decimal("99.99")
+    description = "test deposit"
