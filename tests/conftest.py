@@ -22,7 +22,10 @@ def _sql_flush_allowing_ledger_reset(self, style, tables, **kwargs):  # type: ig
 DatabaseOperations.sql_flush = _sql_flush_allowing_ledger_reset  # type: ignore[method-assign]
 
 
+# Any float that meets a Decimal is a bug: make it raise, in every thread the tests start.
+decimal.DefaultContext.traps[decimal.FloatOperation] = True
+
+
 @pytest.fixture(autouse=True)
 def _trap_float_in_money() -> None:
-    """Any float that meets a Decimal is a bug: make it raise."""
     decimal.getcontext().traps[decimal.FloatOperation] = True

@@ -18,7 +18,9 @@ def generate_public_id(prefix: str) -> str:
     return f"{prefix}_{stamp}_{uuid.uuid4().hex[:8]}"
 
 
-def status_check(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
+def status_check(
+    field: str, choices: type[models.TextChoices], name: str
+) -> models.CheckConstraint:
     """A CHECK constraint that the stored status is one of the choices."""
     return models.CheckConstraint(
         condition=models.Q(**{f"{field}__in": choices.values}),

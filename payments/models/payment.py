@@ -86,9 +86,7 @@ class Payment(models.Model):
     actual_amount = models.DecimalField(
         max_digits=36, decimal_places=18, null=True, blank=True, help_text="Crypto received."
     )
-    actual_amount_usd = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True
-    )
+    actual_amount_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     provider = models.CharField(
         max_length=32, choices=Provider.choices, default=Provider.NOWPAYMENTS
     )
@@ -135,12 +133,6 @@ class Payment(models.Model):
         super().__init__(*args, **kwargs)
         self._loaded_status: str | None = None if self._state.adding else self.status
 
-    @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Payment:
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_status = instance.__dict__.get("status")
-        return instance
-
     def __str__(self) -> str:
         return f"{self.internal_payment_id} {self.amount_display} {self.status}"
 
@@ -164,6 +156,12 @@ class Payment(models.Model):
         self._loaded_status = self.status
 
     # --- derived values the seed names --------------------------------------------------
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Payment:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = instance.__dict__.get("status")
+        return instance
 
     @property
     def amount_display(self) -> str:

@@ -110,12 +110,6 @@ class WithdrawalRequest(models.Model):
         super().__init__(*args, **kwargs)
         self._loaded_status: str | None = None
 
-    @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> WithdrawalRequest:
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_status = instance.__dict__.get("status")
-        return instance
-
     def __str__(self) -> str:
         return f"{self.internal_withdrawal_id} {self.amount_display} {self.status}"
 
@@ -134,6 +128,12 @@ class WithdrawalRequest(models.Model):
             withdrawals.withdrawal_create_from_instance(self)
         else:
             withdrawals.withdrawal_save_instance(self, previous_status=self._loaded_status)
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> WithdrawalRequest:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = instance.__dict__.get("status")
+        return instance
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         from django.core.exceptions import ValidationError

@@ -116,6 +116,10 @@ def withdrawal_cancel(*, withdrawal_id: uuid.UUID, user: Any) -> WithdrawalReque
         if withdrawal.user_id != user.pk:
             raise PermissionDenied("Only the user who made a withdrawal request can cancel it.")
         previous = withdrawal.status
+        if previous == WithdrawalStatus.CANCELLED:
+            raise InvalidTransition(
+                f"Withdrawal {withdrawal.internal_withdrawal_id} is already cancelled."
+            )
         withdrawal.status = WithdrawalStatus.CANCELLED
         _apply(withdrawal, previous=previous)
         return withdrawal
@@ -163,6 +167,10 @@ def _transition(withdrawal_id: uuid.UUID, new_status: str, **changes: Any) -> Wi
     with transaction.atomic():
         withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
         previous = withdrawal.status
+        if previous == new_status:
+            raise InvalidTransition(
+                f"Withdrawal {withdrawal.internal_withdrawal_id} is already {new_status}."
+            )
         for name, value in changes.items():
             setattr(withdrawal, name, value)
         withdrawal.status = new_status
@@ -203,7 +211,9 @@ def _apply(withdrawal: WithdrawalRequest, *, previous: str) -> None:
 def _check_reviewer(withdrawal: WithdrawalRequest) -> None:
     reviewer = withdrawal.admin_user
     if reviewer is None:
-        raise PermissionDenied("Approving or rejecting a withdrawal needs the reviewing admin user.")
+        raise PermissionDenied(
+            "Approving or rejecting a withdrawal needs the reviewing admin user."
+        )
     if not reviewer.has_perm(APPROVE_PERMISSION):
         raise PermissionDenied(f"{reviewer} may not approve or reject withdrawals.")
     if reviewer.pk == withdrawal.user_id:
