@@ -1,8 +1,9 @@
-"""URL routes: the admin, the user API and the NowPayments IPN webhook."""
+"""URL routes: the admin, the payments app (user API and NowPayments IPN webhook)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("payments/", include("payments.urls")),
 ]

@@ -106,6 +106,9 @@ class Payment(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     provider_checked_at = models.DateTimeField(null=True, blank=True)
+    provider_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When creating it at NowPayments was last attempted."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

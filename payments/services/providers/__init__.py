@@ -1,0 +1,1 @@
+"""Payment providers (NowPayments); the configured client comes from payments.services.gateway."""

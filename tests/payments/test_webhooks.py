@@ -1,0 +1,182 @@
+"""The NowPayments IPN webhook: verify first, store, apply once, in any order."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import requests
+
+from payments.models import Payment, ProviderEvent, Transaction, UserBalance
+from payments.services import payments as service
+from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
+from tests.factories import UserFactory
+from tests.payments.conftest import IPN_SECRET
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/payments/webhooks/nowpayments/"
+
+
+@pytest.fixture
+def payment(sandbox, usdt):
+    return service.payment_create(
+        user_id=UserFactory().pk, amount_usd=Decimal("25.00"), currency_code="USDTTRC20"
+    )
+
+
+def ipn_body(sandbox, payment, status: str, **changes) -> dict:
+    """An IPN body as NowPayments builds it: the status body, with a nested fee object."""
+    remote = sandbox.control.payment(payment.provider_payment_id)
+    body = {k: v for k, v in remote.items() if not k.startswith("_")}
+    body.update(
+        {
+            "payment_id": int(payment.provider_payment_id),
+            "payment_status": status,
+            "fee": {
+                "currency": "usdttrc20",
+                "depositFee": Decimal("0.00001"),
+                "withdrawalFee": Decimal("0"),
+                "serviceFee": Decimal("0.000005"),
+            },
+            "order_description": "Dépôt ☕",
+        }
+    )
+    body.update(changes)
+    return body
+
+
+def post(client, body: dict, signature: str | None = "sign"):
+    raw = js_dumps(body).encode()
+    headers = {}
+    if signature == "sign":
+        headers["HTTP_X_NOWPAYMENTS_SIG"] = sign_ipn(body, IPN_SECRET)
+    elif signature is not None:
+        headers["HTTP_X_NOWPAYMENTS_SIG"] = signature
+    return client.post(URL, data=raw, content_type="application/json", **headers)
+
+
+def deposits(payment) -> int:
+    return Transaction.objects.filter(payment=payment, transaction_type="deposit").count()
+
+
+def test_a_valid_ipn_completes_and_credits(client, sandbox, payment):
+    sandbox.control.complete(payment.provider_payment_id)
+    response = post(client, ipn_body(sandbox, payment, "finished"))
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "outcome": "applied"}
+    payment.refresh_from_db()
+    assert payment.status == "completed"
+    assert deposits(payment) == 1
+    event = ProviderEvent.objects.get()
+    assert (event.outcome, event.payment_id, event.provider_status) == (
+        "applied",
+        payment.pk,
+        "finished",
+    )
+    assert "Dépôt ☕" in event.body
+
+
+@pytest.mark.parametrize(
+    ("signature", "code"),
+    [(None, "missing_signature"), ("0" * 128, "invalid_signature"), ("zz", "invalid_signature")],
+)
+def test_missing_or_bad_signature_changes_nothing(client, sandbox, payment, signature, code):
+    response = post(client, ipn_body(sandbox, payment, "finished"), signature=signature)
+    assert response.status_code == 401
+    assert response.json()["code"] == code
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+    assert not ProviderEvent.objects.exists()
+    assert deposits(payment) == 0
+
+
+def test_a_tampered_body_is_refused(client, sandbox, payment):
+    body = ipn_body(sandbox, payment, "confirming")
+    signature = sign_ipn(body, IPN_SECRET)
+    body["payment_status"] = "finished"
+    response = post(client, body, signature=signature)
+    assert response.status_code == 401
+    assert not ProviderEvent.objects.exists()
+
+
+def test_no_secret_configured_refuses_every_ipn(client, sandbox, payment, settings):
+    settings.NOWPAYMENTS_IPN_SECRET = ""
+    response = post(client, ipn_body(sandbox, payment, "finished"))
+    assert response.status_code == 503
+    assert not ProviderEvent.objects.exists()
+
+
+def test_a_replayed_ipn_is_stored_once_and_credits_once(client, sandbox, payment):
+    body = ipn_body(sandbox, payment, "finished")
+    assert post(client, body).json()["outcome"] == "applied"
+    replay = post(client, body)
+    assert replay.status_code == 200
+    assert replay.json()["status"] == "duplicate"
+    assert ProviderEvent.objects.get().deliveries == 2
+    assert deposits(payment) == 1
+    assert UserBalance.objects.get(user=payment.user).balance_usd == Decimal("25.00")
+
+
+def test_out_of_order_ipns_only_move_forward(client, sandbox, payment):
+    assert post(client, ipn_body(sandbox, payment, "finished")).json()["outcome"] == "applied"
+    late = post(client, ipn_body(sandbox, payment, "confirming"))
+    assert late.json()["outcome"] == "stale"
+    earlier = post(client, ipn_body(sandbox, payment, "waiting"))
+    assert earlier.json()["outcome"] == "stale"
+    payment.refresh_from_db()
+    assert payment.status == "completed"
+    assert deposits(payment) == 1
+
+
+def test_an_ipn_for_an_unknown_payment_is_acknowledged_and_recorded(client, sandbox, payment):
+    body = ipn_body(sandbox, payment, "finished", payment_id=9999999999)
+    response = post(client, body)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "unknown_payment"
+    assert ProviderEvent.objects.get().outcome == "unknown_payment"
+    assert deposits(payment) == 0
+
+
+def test_an_unknown_status_is_recorded_as_an_error(client, sandbox, payment):
+    response = post(client, ipn_body(sandbox, payment, "teleported"))
+    assert response.status_code == 200
+    assert response.json()["code"] == "unknown_provider_status"
+    assert ProviderEvent.objects.get().outcome == "error"
+    payment.refresh_from_db()
+    assert payment.status == "pending"
+
+
+def test_only_post_is_allowed(client):
+    assert client.get(URL).status_code == 405
+
+
+def test_the_sandbox_delivers_signed_ipns_that_settle_the_payment(
+    live_server, sandbox, usdt, settings
+):
+    """End to end over real HTTP both ways: sandbox -> webhook -> ledger."""
+    settings.PAYMENTS_PUBLIC_BASE_URL = live_server.url
+    user = UserFactory()
+    payment = service.payment_create(
+        user_id=user.pk, amount_usd=Decimal("40.00"), currency_code="USDTTRC20"
+    )
+    sandbox.control.complete(payment.provider_payment_id)
+
+    def settled() -> bool:
+        return Transaction.objects.filter(payment_id=payment.pk).exists()
+
+    sandbox.control.wait_for(settled, timeout=10)
+
+    def all_delivered() -> list:
+        log = sandbox.control.ipn_log(object_id=payment.provider_payment_id)
+        return log if log and all(entry["delivered"] for entry in log) else []
+
+    log = sandbox.control.wait_for(all_delivered, timeout=10)
+    assert [entry["status"] for entry in log] == ["confirming", "confirmed", "sending", "finished"]
+    payment.refresh_from_db()
+    assert payment.status == Payment.PaymentStatus.COMPLETED
+    assert UserBalance.objects.get(user=user).balance_usd == Decimal("40.00")
+    # Delivered statuses all landed as events; the deposit was made once.
+    assert ProviderEvent.objects.filter(payment=payment).count() >= 1
+    assert deposits(payment) == 1
+    assert requests.get(live_server.url + URL, timeout=5).status_code == 405
