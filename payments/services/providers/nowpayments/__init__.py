@@ -1,0 +1,43 @@
+"""NowPayments integration: the HTTP client, its config and its typed results (no ORM here)."""
+
+from payments.services.providers.nowpayments.config import NowPaymentsConfig
+from payments.services.providers.nowpayments.provider import NowPaymentsProvider
+from payments.services.providers.nowpayments.statuses import (
+    UnknownProviderStatus,
+    map_payment_status,
+)
+from payments.services.providers.nowpayments.types import (
+    ApiStatus,
+    Balance,
+    Estimate,
+    FullCurrency,
+    Invoice,
+    MinAmount,
+    PaymentFee,
+    PaymentPage,
+    PayoutBatch,
+    PayoutRequest,
+    PayoutWithdrawal,
+    ProviderPayment,
+    parse_withdrawals,
+)
+
+__all__ = [
+    "ApiStatus",
+    "Balance",
+    "Estimate",
+    "FullCurrency",
+    "Invoice",
+    "MinAmount",
+    "NowPaymentsConfig",
+    "NowPaymentsProvider",
+    "PaymentFee",
+    "PaymentPage",
+    "PayoutBatch",
+    "PayoutRequest",
+    "PayoutWithdrawal",
+    "ProviderPayment",
+    "UnknownProviderStatus",
+    "map_payment_status",
+    "parse_withdrawals",
+]
