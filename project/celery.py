@@ -1,4 +1,4 @@
-"""The Celery application: broker, serialisation, reliability and routing settings."""
+"""The Celery application, configured from Django settings (the CELERY_ namespace)."""
 
 from __future__ import annotations
 
@@ -10,4 +10,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers"], related_name="tasks")
+app.autodiscover_tasks()

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_celery_beat",
     "payments",
+    "workers",
 ]
 
 MIDDLEWARE = [
@@ -140,7 +141,39 @@ NOWPAYMENTS_TOTP_SECRET = os.environ.get("NOWPAYMENTS_TOTP_SECRET", "")
 NOWPAYMENTS_TIMEOUT = env_float("NOWPAYMENTS_TIMEOUT", default=10.0)
 
 # --- celery -------------------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# Redis in production; with nothing configured, kombu's filesystem transport needs no server.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "store_processed": False,
+    }
+else:
+    # Unacknowledged tasks come back after this long; every time limit is well below it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Flower: "user:password" pairs, comma-separated; required outside debug.
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
+
 PAYMENTS_QR_CODE_URL = os.environ.get(
     "PAYMENTS_QR_CODE_URL",
     "https://api.qrserver.com/v1/create-qr-code/?size={size}x{size}&data={data}",

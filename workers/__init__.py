@@ -1,0 +1,1 @@
+"""Celery tasks of the payments service: thin wrappers over payments services, and sweepers."""

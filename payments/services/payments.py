@@ -136,6 +136,17 @@ def payment_register(*, payment_id: uuid.UUID) -> Payment:
     return payment
 
 
+def payments_awaiting_registration(*, limit: int = 500) -> list[uuid.UUID]:
+    """Pending payments with no provider id whose registration is not under way."""
+    cutoff = timezone.now() - REGISTER_RETRY_AFTER
+    return list(
+        Payment.objects.filter(status=PaymentStatus.PENDING, provider_payment_id__isnull=True)
+        .filter(Q(provider_requested_at__isnull=True) | Q(provider_requested_at__lt=cutoff))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult:
     """Apply what NowPayments says of a payment (from a poll or an IPN).
 

@@ -1,0 +1,86 @@
+"""Periodic job leases: a job never overlaps itself and runs at most once per tick."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from payments.models import PeriodicRun
+
+logger = logging.getLogger(__name__)
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@contextmanager
+def exclusive_run(name: str, *, min_interval: float, max_runtime: float) -> Iterator[bool]:
+    """Yield True when this process may run job ``name`` now, False when it must skip.
+
+    It may run when nobody holds the lease (or the holder's ``max_runtime`` has passed: it
+    died) and the last run started at least ``min_interval`` seconds ago. Two beat processes
+    sending the same tick therefore cause one run, and a slow run is never joined by another.
+    """
+    now = timezone.now()
+    PeriodicRun.objects.bulk_create([PeriodicRun(name=name)], ignore_conflicts=True)
+    with transaction.atomic():
+        acquired = (
+            PeriodicRun.objects.filter(name=name)
+            .filter(Q(running_until__isnull=True) | Q(running_until__lt=now))
+            .filter(
+                Q(last_started_at__isnull=True)
+                | Q(last_started_at__lte=now - timedelta(seconds=min_interval))
+            )
+            .update(
+                holder=_holder(),
+                running_until=now + timedelta(seconds=max_runtime),
+                last_started_at=now,
+                run_count=F("run_count") + 1,
+            )
+        )
+    if not acquired:
+        PeriodicRun.objects.filter(name=name).update(skipped_count=F("skipped_count") + 1)
+        logger.info("periodic job %s skipped: already running or ran this tick", name)
+        yield False
+        return
+    try:
+        yield True
+    except BaseException:
+        # A failed run leaves the tick open, so its retry is not skipped as a duplicate.
+        PeriodicRun.objects.filter(name=name, holder=_holder()).update(
+            running_until=None,
+            last_started_at=None,
+            last_finished_at=timezone.now(),
+            last_error=traceback.format_exc()[-4000:],
+        )
+        raise
+    PeriodicRun.objects.filter(name=name, holder=_holder()).update(
+        running_until=None, last_finished_at=timezone.now(), last_error=""
+    )
+
+
+def record_result(name: str, result: dict[str, Any]) -> None:
+    PeriodicRun.objects.filter(name=name).update(last_result=result)
+
+
+def run_periodic(
+    name: str, job: Callable[[], dict[str, Any]], *, min_interval: float, max_runtime: float
+) -> dict[str, Any]:
+    """Run ``job`` under the lease; return its summary, or ``{"skipped": True}``."""
+    with exclusive_run(name, min_interval=min_interval, max_runtime=max_runtime) as go:
+        if not go:
+            return {"skipped": True}
+        result = job()
+        record_result(name, result)
+        return result

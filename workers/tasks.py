@@ -1,0 +1,121 @@
+"""Celery tasks: each takes ids, calls one payments service, retries only when NowPayments is down.
+
+Queues: ``provider`` (calls to NowPayments), ``settlement`` (ledger writes), ``default``
+(reconciliation). Periodic tasks run under a lease, so a task never overlaps itself and two beat
+processes cause one run per tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from celery import shared_task
+
+from payments.errors import ProviderUnavailable
+from payments.services import currencies, payments, polling, reconcile, settlement
+from payments.services.leases import run_periodic
+from workers.schedules import interval_of
+
+logger = logging.getLogger(__name__)
+
+SETTLE_BATCH = 200
+# Retry only the provider's retryable error, with exponential backoff and jitter.
+PROVIDER_RETRY: dict[str, Any] = {
+    "autoretry_for": (ProviderUnavailable,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+def _periodic(
+    task_name: str, job: Callable[[], dict[str, Any]], max_runtime: float
+) -> dict[str, Any]:
+    # Half the configured interval: a second beat's copy of the same tick is skipped, the
+    # next tick is not, whatever interval an operator sets.
+    min_interval = interval_of(task_name) * 0.5
+    return run_periodic(task_name, job, min_interval=min_interval, max_runtime=max_runtime)
+
+
+# --- deposits ------------------------------------------------------------------------------
+
+
+@shared_task(name="workers.payment_register", queue="provider")
+def payment_register_task(*, payment_id: str) -> str | None:
+    """Create at NowPayments a payment made through the ORM (the seed's way)."""
+    payment = payments.payment_register(payment_id=uuid.UUID(payment_id))
+    return payment.provider_payment_id
+
+
+@shared_task(name="workers.payments_register_sweep", queue="provider")
+def payments_register_sweep_task() -> dict[str, Any]:
+    def job() -> dict[str, Any]:
+        ids = payments.payments_awaiting_registration()
+        for payment_id in ids:
+            payment_register_task.delay(payment_id=str(payment_id))
+        return {"enqueued": len(ids)}
+
+    return _periodic("workers.payments_register_sweep", job, max_runtime=120)
+
+
+@shared_task(name="workers.payments_poll", queue="provider", **PROVIDER_RETRY)
+def payments_poll_task() -> dict[str, Any]:
+    return _periodic(
+        "workers.payments_poll", lambda: polling.payments_poll().as_dict(), max_runtime=300
+    )
+
+
+@shared_task(name="workers.payment_refresh", queue="provider", **PROVIDER_RETRY)
+def payment_refresh_task(*, payment_id: str) -> str:
+    return payments.payment_refresh(payment_id=uuid.UUID(payment_id)).outcome
+
+
+@shared_task(name="workers.payments_expire", queue="provider", **PROVIDER_RETRY)
+def payments_expire_task() -> dict[str, Any]:
+    return _periodic("workers.payments_expire", polling.payments_expire, max_runtime=300)
+
+
+# --- settlement ----------------------------------------------------------------------------
+
+
+@shared_task(name="workers.payment_settle", queue="settlement")
+def payment_settle_task(*, payment_id: str) -> int | None:
+    txn = payments.payment_settle(payment_id=uuid.UUID(payment_id))
+    return txn.pk if txn is not None else None
+
+
+@shared_task(name="workers.payments_settle_batch", queue="settlement")
+def payments_settle_batch_task(*, payment_ids: list[str]) -> int:
+    return settlement.payments_settle_many(payment_ids=[uuid.UUID(p) for p in payment_ids])
+
+
+@shared_task(name="workers.payments_settle_sweep", queue="settlement")
+def payments_settle_sweep_task() -> dict[str, Any]:
+    def job() -> dict[str, Any]:
+        ids = [str(p) for p in settlement.unsettled_payment_ids()]
+        for start in range(0, len(ids), SETTLE_BATCH):
+            payments_settle_batch_task.delay(payment_ids=ids[start : start + SETTLE_BATCH])
+        return {"unsettled": len(ids)}
+
+    return _periodic("workers.payments_settle_sweep", job, max_runtime=120)
+
+
+# --- housekeeping --------------------------------------------------------------------------
+
+
+@shared_task(name="workers.currencies_sync", queue="provider", **PROVIDER_RETRY)
+def currencies_sync_task() -> dict[str, Any]:
+    def job() -> dict[str, Any]:
+        result = currencies.currencies_sync()
+        return {"summary": result.summary()}
+
+    return _periodic("workers.currencies_sync", job, max_runtime=300)
+
+
+@shared_task(name="workers.ledger_reconcile", queue="default")
+def ledger_reconcile_task() -> dict[str, Any]:
+    return _periodic("workers.ledger_reconcile", reconcile.ledger_reconcile, max_runtime=1800)
