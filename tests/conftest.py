@@ -1,11 +1,17 @@
-"""Test set-up shared by every test: real PostgreSQL, and factories for the five models."""
+"""Test set-up shared by every test: real PostgreSQL, and the NowPayments sandbox over HTTP."""
 
 from __future__ import annotations
 
 import decimal
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.db.backends.postgresql.operations import DatabaseOperations
+
+from sandbox.server import SandboxServer
+from tests.factories import CurrencyFactory
 
 # The ledger rejects TRUNCATE unless the session says it is a maintenance reset; Django's test
 # flush between transactional tests is one, so it says so (in the same transaction).
@@ -29,3 +35,53 @@ decimal.DefaultContext.traps[decimal.FloatOperation] = True
 @pytest.fixture(autouse=True)
 def _trap_float_in_money() -> None:
     decimal.getcontext().traps[decimal.FloatOperation] = True
+
+
+API_KEY = "payments-test-key"
+IPN_SECRET = "payments-test-ipn-secret"
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+@pytest.fixture(scope="module")
+def sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer(
+        port=0,
+        api_key=API_KEY,
+        ipn_secret=IPN_SECRET,
+        totp_secret=TOTP_SECRET,
+        ipn_retry_interval=0.2,
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer, settings: Any) -> Iterator[SandboxServer]:
+    """A reset sandbox, and Django settings pointing the provider client at it."""
+    sandbox_server.control.reset()
+    settings.PAYMENTS_ENABLED = True
+    settings.NOWPAYMENTS_API_URL = sandbox_server.api_url
+    settings.NOWPAYMENTS_API_KEY = API_KEY
+    settings.NOWPAYMENTS_IPN_SECRET = IPN_SECRET
+    settings.NOWPAYMENTS_EMAIL = "merchant@sandbox.local"
+    settings.NOWPAYMENTS_PASSWORD = "sandbox-password"
+    settings.NOWPAYMENTS_TOTP_SECRET = TOTP_SECRET
+    settings.NOWPAYMENTS_TIMEOUT = 3.0
+    settings.PAYMENTS_PUBLIC_BASE_URL = ""
+    yield sandbox_server
+    sandbox_server.control.clear_faults()
+
+
+@pytest.fixture
+def usdt(db: Any) -> Any:
+    return CurrencyFactory(
+        code="USDTTRC20",
+        token="USDT",
+        network="TRC20",
+        decimal_places=6,
+        min_amount_usd=Decimal("1.00"),
+    )
+
+
+@pytest.fixture
+def btc(db: Any) -> Any:
+    return CurrencyFactory(code="BTC", name="Bitcoin", token="BTC", network="BTC", decimal_places=8)

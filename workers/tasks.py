@@ -35,9 +35,9 @@ PROVIDER_RETRY: dict[str, Any] = {
 def _periodic(
     task_name: str, job: Callable[[], dict[str, Any]], max_runtime: float
 ) -> dict[str, Any]:
-    # Half the configured interval: a second beat's copy of the same tick is skipped, the
+    # 80% of the configured interval: a second beat's copy of the same tick is skipped, the
     # next tick is not, whatever interval an operator sets.
-    min_interval = interval_of(task_name) * 0.5
+    min_interval = interval_of(task_name) * 0.8
     return run_periodic(task_name, job, min_interval=min_interval, max_runtime=max_runtime)
 
 

@@ -1,0 +1,81 @@
+"""Periodic job leases: no overlap, one run per tick, retry after a failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connections
+
+from payments.models import PeriodicRun
+from payments.services.leases import exclusive_run, run_periodic
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_job_never_overlaps_itself():
+    started = threading.Event()
+    release = threading.Event()
+    outcomes: list[bool] = []
+
+    def slow() -> None:
+        try:
+            with exclusive_run("job", min_interval=0, max_runtime=60) as go:
+                outcomes.append(go)
+                started.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    assert started.wait(10)
+    with exclusive_run("job", min_interval=0, max_runtime=60) as go:
+        assert go is False
+    release.set()
+    thread.join(10)
+    assert outcomes == [True]
+    run = PeriodicRun.objects.get(name="job")
+    assert (run.run_count, run.skipped_count, run.running_until) == (1, 1, None)
+
+
+def test_a_second_copy_of_the_same_tick_is_skipped():
+    calls: list[int] = []
+    assert run_periodic("tick", lambda: calls.append(1) or {"n": 1}, min_interval=5, max_runtime=5)
+    assert run_periodic(
+        "tick", lambda: calls.append(1) or {"n": 1}, min_interval=5, max_runtime=5
+    ) == {"skipped": True}
+    assert calls == [1]
+    assert PeriodicRun.objects.get(name="tick").last_result == {"n": 1}
+
+
+def test_the_next_tick_runs():
+    run_periodic("tick", dict, min_interval=0.2, max_runtime=5)
+    time.sleep(0.3)
+    assert run_periodic("tick", lambda: {"again": True}, min_interval=0.2, max_runtime=5) == {
+        "again": True
+    }
+
+
+def test_a_failed_run_can_be_retried_at_once():
+    def boom() -> dict:
+        raise RuntimeError("provider down")
+
+    with pytest.raises(RuntimeError):
+        run_periodic("flaky", boom, min_interval=60, max_runtime=5)
+    assert "provider down" in PeriodicRun.objects.get(name="flaky").last_error
+    assert run_periodic("flaky", lambda: {"ok": 1}, min_interval=60, max_runtime=5) == {"ok": 1}
+
+
+def test_a_dead_holder_is_taken_over_after_its_max_runtime():
+    with exclusive_run("crashy", min_interval=0, max_runtime=0.2) as go:
+        assert go
+        # Simulate a process killed mid-run: the lease is never released.
+        PeriodicRun.objects.filter(name="crashy").update(holder="dead:1")
+    PeriodicRun.objects.filter(name="crashy").update(
+        running_until=PeriodicRun.objects.get(name="crashy").last_started_at
+    )
+    time.sleep(0.3)
+    with exclusive_run("crashy", min_interval=0, max_runtime=5) as go:
+        assert go
