@@ -186,12 +186,22 @@ def js_dumps(obj: Any, *, sort_keys: bool = False) -> str:
     return "".join(parts)
 
 
-def _arrays_to_objects(obj: Any) -> Any:
-    """The docs' Node ``sortObject`` turns every array into an index-keyed object."""
+def _as_node_recipe_builds(obj: Any, arrays_as_objects: bool) -> Any:
+    """The object the Node recipes build before JSON.stringify.
+
+    Both recipes copy keys with ``result[key] = ...``, so a ``__proto__`` key sets the new
+    object's prototype instead of an own property and vanishes from the output. The docs'
+    ``sortObject`` also turns every array into an index-keyed object.
+    """
     if isinstance(obj, Mapping):
-        return {key: _arrays_to_objects(value) for key, value in obj.items()}
+        return {
+            key: _as_node_recipe_builds(value, arrays_as_objects)
+            for key, value in obj.items()
+            if key != "__proto__"
+        }
     if isinstance(obj, list | tuple):
-        return {str(index): _arrays_to_objects(value) for index, value in enumerate(obj)}
+        items = [_as_node_recipe_builds(value, arrays_as_objects) for value in obj]
+        return {str(i): v for i, v in enumerate(items)} if arrays_as_objects else items
     return obj
 
 
@@ -201,9 +211,7 @@ def canonical_ipn_body(payload: Mapping[str, Any], *, arrays_as_objects: bool = 
     By default arrays stay arrays (official SDK, PHP and Python recipes). With
     ``arrays_as_objects`` arrays become ``{"0": ..., "1": ...}`` as the docs' Node example does.
     """
-    if arrays_as_objects:
-        payload = _arrays_to_objects(payload)
-    return js_dumps(payload, sort_keys=True)
+    return js_dumps(_as_node_recipe_builds(payload, arrays_as_objects), sort_keys=True)
 
 
 def _js_trim(text: str) -> str:
