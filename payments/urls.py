@@ -1,6 +1,6 @@
 """Routes of the payments app: the IPN webhook and the user API."""
 
-from django.urls import path
+from django.urls import include, path
 
 from payments import webhooks
 
@@ -8,4 +8,5 @@ app_name = "payments"
 
 urlpatterns = [
     path("webhooks/nowpayments/", webhooks.nowpayments_ipn, name="nowpayments-ipn"),
+    path("api/", include("payments.api.urls")),
 ]
