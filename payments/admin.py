@@ -7,11 +7,38 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from payments.errors import PaymentsError
-from payments.models import Currency, Payment, Transaction, UserBalance, WithdrawalRequest
+from payments.models import (
+    Currency,
+    LedgerDrift,
+    Payment,
+    PeriodicRun,
+    ProviderEvent,
+    Transaction,
+    UserBalance,
+    WithdrawalRequest,
+)
+from payments.models.payment import ACTIVE_STATUSES, PaymentStatus
 from payments.models.withdrawal import WithdrawalStatus
 from payments.services import withdrawals
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records kept for the audit trail: viewable, never added, changed or deleted here."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Currency)
@@ -76,15 +103,41 @@ class PaymentAdmin(admin.ModelAdmin):
         "completed_at",
         "status_changed_at",
         "provider_checked_at",
+        "provider_requested_at",
         "created_at",
         "updated_at",
     )
+    actions = ("check_at_nowpayments", "settle_now")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.action(description="Check status at NowPayments now")
+    def check_at_nowpayments(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        from workers.tasks import payment_refresh_task
+
+        ids = list(
+            queryset.filter(
+                status__in=ACTIVE_STATUSES, provider_payment_id__isnull=False
+            ).values_list("pk", flat=True)
+        )
+        for payment_id in ids:
+            payment_refresh_task.delay_on_commit(payment_id=str(payment_id))
+        self.message_user(request, f"Asked NowPayments about {len(ids)} active payment(s).")
+
+    @admin.action(description="Settle completed payments now")
+    def settle_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        from workers.tasks import payment_settle_task
+
+        ids = list(queryset.filter(status=PaymentStatus.COMPLETED).values_list("pk", flat=True))
+        for payment_id in ids:
+            payment_settle_task.delay_on_commit(payment_id=str(payment_id))
+        self.message_user(
+            request, f"Settlement queued for {len(ids)} completed payment(s); it credits once."
+        )
 
 
 @admin.register(UserBalance)
@@ -121,7 +174,7 @@ class UserBalanceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(admin.ModelAdmin):
+class TransactionAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "user",
@@ -137,18 +190,6 @@ class TransactionAdmin(admin.ModelAdmin):
     search_fields = ("idempotency_key", "description", "user__username", "user__email")
     list_select_related = ("user", "payment", "withdrawal_request")
     date_hierarchy = "created_at"
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in Transaction._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(WithdrawalRequest)
@@ -197,8 +238,23 @@ class WithdrawalRequestAdmin(admin.ModelAdmin):
         "cancelled_at",
         "failed_at",
     )
-    readonly_fields = tuple(f for f in fields if f != "admin_notes")
-    actions = ("approve_selected", "reject_selected")
+    actions = (
+        "approve_selected",
+        "reject_selected",
+        "mark_processing",
+        "mark_completed",
+        "mark_failed",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        editable = {"admin_notes"}
+        if obj is not None and obj.status in (
+            WithdrawalStatus.APPROVED,
+            WithdrawalStatus.PROCESSING,
+        ):
+            # The operator records the payout's hash here, then runs "Mark completed".
+            editable |= {"transaction_hash", "failure_reason"}
+        return tuple(f for f in self.fields if f not in editable)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -216,16 +272,80 @@ class WithdrawalRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected withdrawals", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._review(request, queryset, withdrawals.withdrawal_approve, "approved")
+        self._each(
+            request,
+            queryset,
+            lambda w: withdrawals.withdrawal_approve(withdrawal_id=w.pk, admin_user=request.user),
+            "approved",
+        )
 
-    @admin.action(description="Reject selected withdrawals (refunds the hold)", permissions=["approve"])
+    @admin.action(
+        description="Reject selected withdrawals (refunds the hold)", permissions=["approve"]
+    )
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._review(request, queryset, withdrawals.withdrawal_reject, "rejected")
+        self._each(
+            request,
+            queryset,
+            lambda w: withdrawals.withdrawal_reject(withdrawal_id=w.pk, admin_user=request.user),
+            "rejected",
+        )
+
+    @admin.action(description="Mark selected as processing (payout started)")
+    def mark_processing(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda w: withdrawals.withdrawal_start_processing(withdrawal_id=w.pk),
+            "marked processing",
+        )
+
+    @admin.action(
+        description="Mark selected as completed (needs each one's transaction hash)",
+        permissions=["approve"],
+    )
+    def mark_completed(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda w: withdrawals.withdrawal_complete(
+                withdrawal_id=w.pk, transaction_hash=w.transaction_hash, admin_user=request.user
+            ),
+            "completed",
+        )
+
+    @admin.action(description="Mark selected as failed (refunds the hold)", permissions=["approve"])
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda w: withdrawals.withdrawal_fail(
+                withdrawal_id=w.pk, reason=w.failure_reason or f"marked failed by {request.user}"
+            ),
+            "marked failed",
+        )
 
     def has_approve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(withdrawals.APPROVE_PERMISSION)
 
-    def _review(self, request: HttpRequest, queryset: QuerySet[Any], action: Any, verb: str) -> None:
+    def _each(self, request: HttpRequest, queryset: QuerySet[Any], action: Any, verb: str) -> None:
+        done = 0
+        for withdrawal in queryset:
+            try:
+                action(withdrawal)
+            except PaymentsError as exc:
+                self.message_user(
+                    request,
+                    f"{withdrawal.internal_withdrawal_id}: {exc.message}",
+                    level=messages.ERROR,
+                )
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{done} withdrawal(s) {verb}.", level=messages.SUCCESS)
+
+    def _review(
+        self, request: HttpRequest, queryset: QuerySet[Any], action: Any, verb: str
+    ) -> None:
         done = 0
         for withdrawal in queryset.filter(
             status__in=[WithdrawalStatus.PENDING, WithdrawalStatus.APPROVED]
@@ -245,3 +365,69 @@ class WithdrawalRequestAdmin(admin.ModelAdmin):
             self.message_user(request, f"{done} withdrawal(s) {verb}.", level=messages.SUCCESS)
         if skipped and not done:
             self.message_user(request, f"No withdrawal was {verb}.", level=messages.WARNING)
+
+
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "received_at",
+        "kind",
+        "provider_object_id",
+        "provider_status",
+        "outcome",
+        "deliveries",
+        "payment",
+    )
+    list_filter = ("kind", "outcome", "provider_status")
+    search_fields = ("provider_object_id", "dedupe_key")
+    date_hierarchy = "received_at"
+
+
+@admin.register(PeriodicRun)
+class PeriodicRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "name",
+        "last_started_at",
+        "last_finished_at",
+        "run_count",
+        "skipped_count",
+        "running_until",
+        "has_error",
+    )
+
+    @admin.display(boolean=True, description="last run failed")
+    def has_error(self, obj: PeriodicRun) -> bool:
+        return bool(obj.last_error)
+
+
+@admin.register(LedgerDrift)
+class LedgerDriftAdmin(admin.ModelAdmin):
+    list_display = (
+        "kind",
+        "subject",
+        "expected",
+        "actual",
+        "times_seen",
+        "first_seen_at",
+        "last_seen_at",
+        "resolved_at",
+    )
+    list_filter = ("kind", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("subject", "detail")
+    actions = ("mark_resolved",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in LedgerDrift._meta.fields if f.name != "resolution_notes"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Mark resolved (after correcting it with an ADJUSTMENT posting)")
+    def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        count = queryset.filter(resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), resolved_by=request.user
+        )
+        self.message_user(request, f"{count} drift record(s) marked resolved.")
