@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -125,7 +127,7 @@ class PaymentAdmin(admin.ModelAdmin):
             ).values_list("pk", flat=True)
         )
         for payment_id in ids:
-            payment_refresh_task.delay_on_commit(payment_id=str(payment_id))
+            transaction.on_commit(partial(payment_refresh_task.delay, payment_id=str(payment_id)))
         self.message_user(request, f"Asked NowPayments about {len(ids)} active payment(s).")
 
     @admin.action(description="Settle completed payments now")
@@ -134,7 +136,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
         ids = list(queryset.filter(status=PaymentStatus.COMPLETED).values_list("pk", flat=True))
         for payment_id in ids:
-            payment_settle_task.delay_on_commit(payment_id=str(payment_id))
+            transaction.on_commit(partial(payment_settle_task.delay, payment_id=str(payment_id)))
         self.message_user(
             request, f"Settlement queued for {len(ids)} completed payment(s); it credits once."
         )

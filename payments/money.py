@@ -12,7 +12,7 @@ CRYPTO_DIGITS = 36
 
 def to_decimal(value: object) -> Decimal:
     """Convert a str/int/Decimal to Decimal; refuse floats, which cannot hold money exactly."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise TypeError(f"money must not be a {type(value).__name__}: use Decimal or str")
     if isinstance(value, Decimal):
         return value

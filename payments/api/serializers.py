@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from rest_framework import serializers
 
@@ -26,7 +27,9 @@ class CurrencySerializer(serializers.ModelSerializer):
 
 
 class PaymentSerializer(serializers.ModelSerializer):
-    currency = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    currency: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     currency_name = serializers.CharField(source="currency.display_name", read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
 
@@ -84,7 +87,9 @@ class TransactionSerializer(serializers.ModelSerializer):
 
 
 class WithdrawalSerializer(serializers.ModelSerializer):
-    currency = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    currency: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     total_fee_usd = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
     final_amount_usd = serializers.DecimalField(max_digits=12, decimal_places=2, read_only=True)
 

@@ -19,7 +19,6 @@ from payments.services import payments as payment_service
 from payments.services import withdrawals as withdrawal_service
 
 
-
 class CurrencyViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.CurrencySerializer
     pagination_class = None
@@ -33,13 +32,13 @@ class PaymentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.PaymentSerializer
 
     def get_queryset(self) -> QuerySet[Payment]:
-        return Payment.objects.filter(user=self.request.user).select_related("currency")
+        return Payment.objects.filter(user_id=_user_id(self.request)).select_related("currency")
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = s.DepositRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         payment = payment_service.payment_create(
-            user_id=request.user.pk,
+            user_id=_user_id(request),
             amount_usd=form.validated_data["amount_usd"],
             currency_code=form.validated_data["currency"],
             description=form.validated_data.get("description", ""),
@@ -57,21 +56,23 @@ class TransactionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = s.TransactionSerializer
 
     def get_queryset(self) -> QuerySet[Transaction]:
-        return Transaction.objects.filter(user=self.request.user).order_by("-sequence")
+        return Transaction.objects.filter(user_id=_user_id(self.request)).order_by("-sequence")
 
 
 class WithdrawalViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = s.WithdrawalSerializer
 
     def get_queryset(self) -> QuerySet[WithdrawalRequest]:
-        return WithdrawalRequest.objects.filter(user=self.request.user).select_related("currency")
+        return WithdrawalRequest.objects.filter(user_id=_user_id(self.request)).select_related(
+            "currency"
+        )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         form = s.WithdrawalRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         withdrawal = withdrawal_service.withdrawal_create(
-            user_id=request.user.pk,
+            user_id=_user_id(request),
             amount_usd=data["amount_usd"],
             currency_id=data["currency"].pk,
             wallet_address=data["wallet_address"],
@@ -88,3 +89,10 @@ class WithdrawalViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             withdrawal_id=withdrawal.pk, user=request.user
         )
         return Response(s.WithdrawalSerializer(withdrawal).data)
+
+
+def _user_id(request: Request) -> int:
+    """The signed-in user's id (every view here requires authentication)."""
+    user_id = request.user.pk
+    assert user_id is not None  # noqa: S101 - IsAuthenticated guarantees it
+    return int(user_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
+from django.db.models.functions import Upper
 
 from payments.models.common import Provider
 
@@ -55,7 +56,7 @@ class Currency(models.Model):
                 condition=models.Q(min_amount_usd__gte=0), name="currency_min_amount_nonneg"
             ),
             models.CheckConstraint(
-                condition=models.Q(code=models.functions.Upper("code")),
+                condition=models.Q(code=Upper("code")),
                 name="currency_code_upper",
             ),
         ]

@@ -42,7 +42,7 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
     """Bring every active payment up to date with NowPayments in as few requests as possible."""
     result = PollResult()
     local = {
-        pid: (status, paid, created)
+        str(pid): (status, paid, created)
         for pid, status, paid, created in Payment.objects.filter(
             status__in=ACTIVE_STATUSES, provider_payment_id__isnull=False
         ).values_list("provider_payment_id", "status", "actual_amount", "created_at")
