@@ -225,6 +225,8 @@ def test_raw_negative_balance_rejected():
         ("fee", "0.00"),
         ("bonus", "0.001"),
         ("adjustment", "NaN"),
+        ("bonus", "1e30"),
+        ("bonus", "1000000000000.01"),
         ("nonsense", "1.00"),
     ],
 )
