@@ -21,9 +21,10 @@ from payments.errors import (
     InvalidAmount,
     ProviderRejected,
 )
-from payments.models import Currency, Payment, Transaction
+from payments.models import Currency, LedgerDrift, Payment, Transaction
 from payments.models.common import generate_public_id
 from payments.models.event import EventOutcome
+from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus, can_move
 from payments.models.transaction import TransactionType
 from payments.money import CENT, is_cents
@@ -161,7 +162,7 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
             .first()
         )
         if payment is None:
-            return ApplyResult(outcome=EventOutcome.UNKNOWN_PAYMENT)
+            return _unknown_payment(report)
         now = timezone.now()
         payment.provider_checked_at = now
         old_status = payment.status
@@ -181,6 +182,35 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     return ApplyResult(
         outcome=outcome, payment_id=payment.pk, status=payment.status, deposit=deposit
     )
+
+
+def _unknown_payment(report: ProviderPayment) -> ApplyResult:
+    """A payment we did not create: a re-deposit to one of ours is put before an operator.
+
+    NowPayments makes a child payment when a customer pays the same address again; it is never
+    credited automatically (the amount and asset need a person's check).
+    """
+    parent = None
+    if report.parent_payment_id:
+        parent = Payment.objects.filter(provider_payment_id=report.parent_payment_id).first()
+    if parent is None:
+        return ApplyResult(outcome=EventOutcome.UNKNOWN_PAYMENT)
+    paid = f"{report.actually_paid or 0} {report.pay_currency or ''}".strip()
+    subject = f"redeposit:{report.payment_id}"
+    drift = LedgerDrift.objects.filter(subject=subject, resolved_at__isnull=True)
+    if not drift.update(actual=paid[:100], last_seen_at=timezone.now()):
+        LedgerDrift.objects.create(
+            kind=DriftKind.REDEPOSIT,
+            subject=subject,
+            user_id=parent.user_id,
+            payment=parent,
+            expected="no further deposit",
+            actual=paid[:100],
+            detail=f"NowPayments payment {report.payment_id} ({report.payment_status}) "
+            f"re-deposited to the address of {parent.internal_payment_id}.",
+        )
+    logger.warning("re-deposit %s to payment %s needs review", report.payment_id, parent.pk)
+    return ApplyResult(outcome=EventOutcome.IGNORED, payment_id=parent.pk, status=parent.status)
 
 
 def payment_refresh(*, payment_id: uuid.UUID) -> ApplyResult:

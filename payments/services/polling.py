@@ -59,6 +59,8 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
             limit=PAGE_SIZE, date_from=date_from, sort_by="created_at", order_by="asc"
         ):
             if report.payment_id not in local:
+                if report.parent_payment_id:
+                    _apply(report, result)  # a re-deposit: recorded for an operator
                 continue
             seen.add(report.payment_id)
             result.listed += 1

@@ -225,3 +225,29 @@ def test_register_during_an_outage_waits_for_the_retry_window(sandbox, usdt):
     # Claimed moments ago: a second worker does not create it again at once.
     assert service.payment_register(payment_id=payment.pk).provider_payment_id is None
     assert posts(sandbox) == 1
+
+
+def test_a_redeposit_is_put_before_an_operator_not_credited(sandbox, usdt):
+    from payments.models import LedgerDrift
+    from payments.services.polling import payments_poll
+
+    user = UserFactory()
+    payment = service.payment_create(
+        user_id=user.pk, amount_usd=Decimal("25.00"), currency_code="USDTTRC20"
+    )
+    sandbox.control.complete(payment.provider_payment_id)
+    payments_poll()
+    sandbox.control.redeposit(payment.provider_payment_id, amount="5")
+    # The parent is completed, so it is not active any more; the list still shows the child.
+    sandbox.control.pay(
+        service.payment_create(
+            user_id=user.pk, amount_usd=Decimal("2.00"), currency_code="USDTTRC20"
+        ).provider_payment_id
+    )
+    payments_poll()
+    drift = LedgerDrift.objects.get(kind="redeposit")
+    assert drift.payment_id == payment.pk
+    assert drift.actual.startswith("5")
+    assert UserBalance.objects.get(user=user).balance_usd == Decimal("25.00")
+    payments_poll()
+    assert LedgerDrift.objects.filter(kind="redeposit").count() == 1
