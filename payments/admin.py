@@ -274,12 +274,16 @@ class WithdrawalRequestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected withdrawals", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._each(
-            request,
-            queryset,
-            lambda w: withdrawals.withdrawal_approve(withdrawal_id=w.pk, admin_user=request.user),
-            "approved",
-        )
+        from payments.services.payouts import payouts_enabled
+        from workers.tasks import withdrawal_payout_send_task
+
+        def approve(withdrawal: Any) -> None:
+            withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=request.user)
+            if payouts_enabled():
+                send = partial(withdrawal_payout_send_task.delay, withdrawal_id=str(withdrawal.pk))
+                transaction.on_commit(send)
+
+        self._each(request, queryset, approve, "approved")
 
     @admin.action(
         description="Reject selected withdrawals (refunds the hold)", permissions=["approve"]

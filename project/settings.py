@@ -139,6 +139,9 @@ NOWPAYMENTS_EMAIL = os.environ.get("NOWPAYMENTS_EMAIL", "")
 NOWPAYMENTS_PASSWORD = os.environ.get("NOWPAYMENTS_PASSWORD", "")
 NOWPAYMENTS_TOTP_SECRET = os.environ.get("NOWPAYMENTS_TOTP_SECRET", "")
 NOWPAYMENTS_TIMEOUT = env_float("NOWPAYMENTS_TIMEOUT", default=10.0)
+# Send approved withdrawals through NowPayments payouts (needs email, password and the 2FA
+# secret); off, operators pay out elsewhere and mark withdrawals completed in the admin.
+PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
 # Fees charged on a withdrawal (USD strings, parsed as Decimal), taken out of its amount.
 PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD", "1.00")
 PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD", "0.50")

@@ -29,6 +29,7 @@ DEFAULT_SCHEDULES = (
     ),
     Schedule("Expire stale payments", "workers.payments_expire", 300, "provider"),
     Schedule("Sync currencies", "workers.currencies_sync", 86400, "provider"),
+    Schedule("Send and follow payouts", "workers.withdrawals_payout_sweep", 60, "payouts"),
     Schedule("Reconcile the ledger", "workers.ledger_reconcile", 3600, "default"),
 )
 

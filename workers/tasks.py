@@ -1,8 +1,9 @@
 """Celery tasks: each takes ids, calls one payments service, retries only when NowPayments is down.
 
-Queues: ``provider`` (calls to NowPayments), ``settlement`` (ledger writes), ``default``
-(reconciliation). Periodic tasks run under a lease, so a task never overlaps itself and two beat
-processes cause one run per tick.
+Queues: ``provider`` (calls to NowPayments for deposits), ``settlement`` (ledger writes),
+``payouts`` (sending and following withdrawals), ``default`` (reconciliation). Periodic tasks
+run under a lease, so a task never overlaps itself and two beat processes cause one run per
+tick.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from celery import shared_task
 
 from payments.errors import ProviderUnavailable
-from payments.services import currencies, payments, polling, reconcile, settlement
+from payments.services import currencies, payments, payouts, polling, reconcile, settlement
 from payments.services.leases import run_periodic
 from workers.schedules import interval_of
 
@@ -102,6 +103,29 @@ def payments_settle_sweep_task() -> dict[str, Any]:
         return {"unsettled": len(ids)}
 
     return _periodic("workers.payments_settle_sweep", job, max_runtime=120)
+
+
+# --- payouts -------------------------------------------------------------------------------
+
+
+@shared_task(name="workers.withdrawal_payout_send", queue="payouts")
+def withdrawal_payout_send_task(*, withdrawal_id: str) -> str:
+    """Pay out one approved withdrawal through NowPayments (never retried: not idempotent at
+    the provider; the payout sweep looks an unanswered one up instead)."""
+    return payouts.withdrawal_payout_send(withdrawal_id=uuid.UUID(withdrawal_id)).status
+
+
+@shared_task(name="workers.withdrawals_payout_sweep", queue="payouts")
+def withdrawals_payout_sweep_task() -> dict[str, Any]:
+    def job() -> dict[str, Any]:
+        if not payouts.payouts_enabled():
+            return {"enabled": False}
+        sent = payouts.approved_withdrawal_ids()
+        for withdrawal_id in sent:
+            withdrawal_payout_send_task.delay(withdrawal_id=str(withdrawal_id))
+        return {"enabled": True, "sent": len(sent), **payouts.payouts_poll().as_dict()}
+
+    return _periodic("workers.withdrawals_payout_sweep", job, max_runtime=300)
 
 
 # --- housekeeping --------------------------------------------------------------------------

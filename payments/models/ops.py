@@ -36,6 +36,7 @@ class DriftKind(models.TextChoices):
     UNSETTLED_PAYMENT = "unsettled_payment", "Completed payment without a deposit"
     DEPOSIT_WITHOUT_COMPLETION = "deposit_not_completed", "Deposit for a payment not completed"
     LATE_PROVIDER_REPORT = "late_provider_report", "Money reported on a closed payment"
+    LOST_PAYOUT = "lost_payout", "Withdrawal processing with no payout found"
     REDEPOSIT = "redeposit", "Re-deposit to a payment's address (credit by hand if right)"
 
 

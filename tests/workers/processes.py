@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -95,7 +96,9 @@ class Processes:
         self.started.append(process)
         return process
 
-    def worker(self, *, concurrency: int = 2, queues: str = "default,provider,settlement") -> Any:
+    def worker(
+        self, *, concurrency: int = 2, queues: str = "default,provider,settlement,payouts"
+    ) -> Any:
         name = f"e2e-{uuid.uuid4().hex[:8]}@%h"
         return self._start(
             "worker",
@@ -149,10 +152,8 @@ class Processes:
             if process.poll() is None:
                 self.kill(process, signal.SIGTERM)
         for process in self.started:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def log_tail(self, lines: int = 40) -> str:
         out = []

@@ -221,3 +221,42 @@ def test_two_beats_started_by_mistake_cause_no_double_effect(sandbox, usdt, proc
     assert deposits_of(payment) == 1
     assert deposits_of(by_hand) == 1
     assert UserBalance.objects.get(user=user).balance_usd == Decimal("12.00")
+
+
+def test_an_approved_withdrawal_is_paid_out_by_the_workers(sandbox, usdt, procs):
+    from django.contrib.auth.models import Permission
+
+    from payments import ledger
+    from payments.models import WithdrawalRequest
+    from payments.services import withdrawals
+
+    procs.env["PAYMENTS_PAYOUTS_ENABLED"] = "1"
+    sandbox.control.set_balance("usdttrc20", "100000")
+    set_intervals({"workers.withdrawals_payout_sweep": 1})
+    user = UserFactory()
+    reviewer = UserFactory(is_staff=True)
+    reviewer.user_permissions.add(Permission.objects.get(codename="approve_withdrawalrequest"))
+    ledger.post(user_id=user.pk, kind="deposit", amount_usd=Decimal("30.00"), idempotency_key="d")
+    withdrawal = withdrawals.withdrawal_create(
+        user_id=user.pk,
+        amount_usd=Decimal("20.00"),
+        currency_id=usdt.pk,
+        wallet_address="TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE",
+    )
+    withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=reviewer)
+    procs.worker()
+    procs.beat()
+
+    def batch_id() -> str:
+        return WithdrawalRequest.objects.get(pk=withdrawal.pk).provider_batch_id
+
+    sent = wait_until(batch_id, timeout=30, what="the payout to be sent", logs=procs)
+    sandbox.control.advance_payout(sent, status="FINISHED")
+    wait_until(
+        lambda: WithdrawalRequest.objects.get(pk=withdrawal.pk).status == "completed",
+        timeout=30,
+        what="the withdrawal to complete",
+        logs=procs,
+    )
+    assert len(sandbox.control.payouts()) == 1
+    assert UserBalance.objects.get(user=user).balance_usd == Decimal("10.00")

@@ -1,0 +1,126 @@
+"""Payouts through the sandbox: sent once, verified with 2FA, followed to the end."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from payments import ledger
+from payments.errors import ProviderUnavailable
+from payments.models import LedgerDrift, Transaction, UserBalance, WithdrawalRequest
+from payments.services import payouts, withdrawals
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TRON = "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"
+
+
+@pytest.fixture
+def approved(sandbox, usdt, settings):
+    settings.PAYMENTS_PAYOUTS_ENABLED = True
+    sandbox.control.set_balance("usdttrc20", "100000")
+    user = UserFactory()
+    reviewer = UserFactory(is_staff=True)
+    reviewer.user_permissions.add(Permission.objects.get(codename="approve_withdrawalrequest"))
+    ledger.post(user_id=user.pk, kind="deposit", amount_usd=Decimal("100.00"), idempotency_key="d")
+    withdrawal = withdrawals.withdrawal_create(
+        user_id=user.pk,
+        amount_usd=Decimal("51.50"),
+        currency_id=usdt.pk,
+        wallet_address=TRON,
+        network_fee_usd=Decimal("1.00"),
+        service_fee_usd=Decimal("0.50"),
+    )
+    return withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=reviewer)
+
+
+def refunds(withdrawal) -> int:
+    return Transaction.objects.filter(
+        withdrawal_request=withdrawal, transaction_type="refund"
+    ).count()
+
+
+def test_an_approved_withdrawal_is_paid_out_once_and_completed(sandbox, approved):
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert sent.status == "processing"
+    assert sent.provider_batch_id
+    again = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert again.provider_batch_id == sent.provider_batch_id
+    remote = sandbox.control.payouts()
+    assert len(remote) == 1
+    (item,) = remote[0]["withdrawals"] if "withdrawals" in remote[0] else remote
+    assert item["address"] == TRON
+    assert Decimal(str(item["amount"])) == Decimal("50.00"), (
+        "the user receives the amount less fees"
+    )
+    assert item["unique_external_id"] == approved.internal_withdrawal_id
+    assert item["status"] == "WAITING", "verified with 2FA"
+
+    sandbox.control.advance_payout(sent.provider_batch_id, status="FINISHED")
+    result = payouts.payouts_poll()
+    assert result.completed == 1
+    done = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert done.status == "completed"
+    assert done.transaction_hash
+    assert refunds(done) == 0
+    assert UserBalance.objects.get(user=done.user).balance_usd == Decimal("48.50")
+
+
+def test_a_failed_payout_refunds_the_hold_once(sandbox, approved):
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    sandbox.control.advance_payout(sent.provider_batch_id, status="FAILED")
+    assert payouts.payouts_poll().failed == 1
+    assert payouts.payouts_poll().failed == 0
+    failed = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert failed.status == "failed"
+    assert "failed" in failed.failure_reason
+    assert refunds(failed) == 1
+    assert UserBalance.objects.get(user=failed.user).balance_usd == Decimal("100.00")
+
+
+def test_a_refused_payout_fails_and_refunds(sandbox, approved):
+    sandbox.control.set_balance("usdttrc20", "0")
+    failed = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert failed.status == "failed"
+    assert failed.failure_reason.startswith("NowPayments refused the payout")
+    assert refunds(failed) == 1
+
+
+def test_an_unanswered_payout_is_never_refunded_but_found_later(sandbox, approved, settings):
+    settings.NOWPAYMENTS_TIMEOUT = 0.5
+    sandbox.control.set_fault("timeout", count=1, path="/v1/payout", delay=1.5)
+    with pytest.raises(ProviderUnavailable):
+        payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    pending = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert pending.status == "processing"
+    assert "unanswered" in pending.failure_reason
+    assert refunds(pending) == 0
+    settings.NOWPAYMENTS_TIMEOUT = 3.0
+    # The sandbox made the payout after all; the poll finds it by its external id.
+    sandbox.control.wait_for(lambda: sandbox.control.payouts(), timeout=5)
+    result = payouts.payouts_poll()
+    assert result.adopted == 1
+    adopted = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert adopted.provider_batch_id
+    sandbox.control.advance_payout(adopted.provider_batch_id, status="FINISHED")
+    payouts.payouts_poll()
+    assert WithdrawalRequest.objects.get(pk=approved.pk).status == "completed"
+
+
+def test_a_payout_that_cannot_be_found_goes_to_an_operator(sandbox, approved):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    withdrawals.withdrawal_start_processing(withdrawal_id=approved.pk)
+    WithdrawalRequest.objects.filter(pk=approved.pk).update(
+        processing_at=timezone.now() - timedelta(hours=2)
+    )
+    payouts.payouts_poll()
+    drift = LedgerDrift.objects.get(kind="lost_payout")
+    assert drift.subject == f"payout:{approved.pk}"
+    assert WithdrawalRequest.objects.get(pk=approved.pk).status == "processing"
+    assert refunds(approved) == 0
