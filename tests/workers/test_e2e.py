@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -192,7 +193,7 @@ def test_a_worker_killed_mid_settlement_loses_and_doubles_nothing(sandbox, procs
 
 
 def test_two_beats_started_by_mistake_cause_no_double_effect(sandbox, usdt, procs):
-    set_intervals({"workers.payments_poll": 2, "workers.payments_settle_sweep": 2})
+    set_intervals({"workers.payments_poll": 1, "workers.payments_settle_sweep": 1})
     user = UserFactory()
     payment = service.payment_create(
         user_id=user.pk, amount_usd=Decimal("9.00"), currency_code="USDTTRC20"
@@ -202,20 +203,24 @@ def test_two_beats_started_by_mistake_cause_no_double_effect(sandbox, usdt, proc
     by_hand.save()
     sandbox.control.reset_requests()
     procs.worker(concurrency=2)
+    started = time.monotonic()
     procs.beat()
     procs.beat()
     sandbox.control.complete(payment.provider_payment_id)
     wait_until(
-        lambda: PeriodicRun.objects.filter(name="workers.payments_poll", run_count__gte=5).exists(),
+        lambda: PeriodicRun.objects.filter(
+            name="workers.payments_poll", run_count__gte=10
+        ).exists(),
         timeout=40,
-        what="five poll cycles",
+        what="ten poll cycles",
         logs=procs,
     )
+    elapsed = time.monotonic() - started
     poll = PeriodicRun.objects.get(name="workers.payments_poll")
-    started = PeriodicRun.objects.get(name="workers.payments_poll").last_started_at
-    assert started is not None
-    # Two beats sent about twice as many ticks; each tick ran once.
-    assert poll.skipped_count >= poll.run_count - 2, (poll.run_count, poll.skipped_count)
+    # Two beats sent every tick twice; the second copy was skipped, so the job ran at most
+    # once per 80% of its 1 s interval (without the lease it would run twice per tick).
+    assert poll.run_count <= elapsed / 0.8 + 1, (poll.run_count, elapsed)
+    assert poll.skipped_count >= 3, "both beats were sending"
     list_calls = sandbox.control.requests().get("GET /v1/payment/", 0)
     assert list_calls <= poll.run_count, (list_calls, poll.run_count)
     assert deposits_of(payment) == 1
