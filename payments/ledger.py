@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from payments.errors import ChainBroken, IdempotencyConflict, InsufficientFunds, InvalidAmount
@@ -56,6 +58,86 @@ def post(
     return _insert(txn, expected_balance_after=expected_balance_after)
 
 
+@dataclass(frozen=True)
+class Posting:
+    """One posting of a batch for ``post_many``; the fields mean what ``post``'s arguments do."""
+
+    user_id: int
+    kind: str
+    amount_usd: Decimal
+    idempotency_key: str
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    payment_id: uuid.UUID | None = None
+    withdrawal_request_id: uuid.UUID | None = None
+
+
+def post_many(postings: Sequence[Posting]) -> list[Transaction]:
+    """Append many postings in one database transaction, all or nothing.
+
+    Each user's balance row is locked once (in user id order), the new rows go in with one
+    INSERT and the balances change with one UPDATE, so a batch costs a handful of statements
+    whatever its size. Replays return the stored rows as ``post`` does; a conflicting replay or
+    an overdraft anywhere raises and writes nothing.
+    """
+    txns = [
+        Transaction(
+            user_id=p.user_id,
+            transaction_type=p.kind,
+            amount_usd=p.amount_usd,
+            idempotency_key=p.idempotency_key,
+            description=p.description,
+            metadata=p.metadata,
+            payment_id=p.payment_id,
+            withdrawal_request_id=p.withdrawal_request_id,
+        )
+        for p in postings
+    ]
+    for txn in txns:
+        _validate(txn)
+    keys = [txn.idempotency_key for txn in txns]
+    if len(set(keys)) != len(keys):
+        raise IdempotencyConflict("One batch names the same idempotency key twice.")
+    if not txns:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        credited = sorted({t.user_id for t in txns if t.amount_usd > 0})
+        UserBalance.objects.bulk_create(
+            [UserBalance(user_id=user_id) for user_id in credited], ignore_conflicts=True
+        )
+        balances = {
+            b.user_id: b
+            for b in UserBalance.objects.select_for_update()
+            .filter(user_id__in={t.user_id for t in txns})
+            .order_by("user_id")
+        }
+        stored = {
+            t.idempotency_key: t for t in Transaction.objects.filter(idempotency_key__in=keys)
+        }
+        fresh: list[Transaction] = []
+        for txn in txns:
+            if txn.idempotency_key in stored:
+                _check_same_terms(stored[txn.idempotency_key], txn)
+                continue
+            balance = balances.get(txn.user_id)
+            current = balance.balance_usd if balance is not None else Decimal("0.00")
+            if balance is None or current + txn.amount_usd < 0:
+                raise InsufficientFunds(
+                    f"Balance {current} USD does not cover a debit of {-txn.amount_usd} USD.",
+                    user_id=txn.user_id,
+                )
+            txn.sequence = balance.transaction_count + 1
+            txn.balance_after = current + txn.amount_usd
+            _move_balance(balance, txn, now)
+            fresh.append(txn)
+        # Rows of one user go in sequence order: the chain trigger checks each against the last.
+        Transaction._base_manager.bulk_create(fresh)
+        _save_balances([balances[user_id] for user_id in sorted({t.user_id for t in fresh})])
+    logger.info("ledger batch: %s posted, %s replayed", len(fresh), len(txns) - len(fresh))
+    return [stored.get(t.idempotency_key, t) for t in txns]
+
+
 def record(txn: Transaction) -> Transaction:
     """Post an unsaved Transaction built through the ORM (``Transaction.objects.create``).
 
@@ -71,14 +153,11 @@ def record(txn: Transaction) -> Transaction:
 
 def _insert(txn: Transaction, *, expected_balance_after: Decimal | None) -> Transaction:
     _validate(txn)
-    existing = _existing(txn)
-    if existing is not None:
-        return existing
     try:
         with transaction.atomic():
             balance = _lock_balance(txn.user_id, create=txn.amount_usd > 0)
-            # A concurrent poster of the same key held the lock before us: look again.
-            existing = _existing(txn)
+            # Under the user's lock: a posting of this key, if any, is committed and visible.
+            existing = _existing(txn, by_payment=False)
             if existing is not None:
                 return existing
             current = balance.balance_usd if balance is not None else Decimal("0.00")
@@ -135,11 +214,19 @@ def _validate(txn: Transaction) -> None:
         raise InvalidAmount("Every posting needs an idempotency key.")
 
 
-def _existing(txn: Transaction) -> Transaction | None:
-    """The posting already made under this key (checked against the new terms), if any."""
+def _existing(txn: Transaction, *, by_payment: bool = True) -> Transaction | None:
+    """The posting already made under this key (checked against the new terms), if any.
+
+    With ``by_payment``, a deposit for the same payment under another key is a conflict too
+    (the database refuses a second one anyway; this names the cause).
+    """
     found = Transaction.objects.filter(idempotency_key=txn.idempotency_key).first()
     if found is None:
-        if txn.transaction_type == TransactionType.DEPOSIT and txn.payment_id is not None:
+        if (
+            by_payment
+            and txn.transaction_type == TransactionType.DEPOSIT
+            and txn.payment_id is not None
+        ):
             found = Transaction.objects.filter(
                 payment_id=txn.payment_id, transaction_type=TransactionType.DEPOSIT
             ).first()
@@ -148,6 +235,15 @@ def _existing(txn: Transaction) -> Transaction | None:
                     f"Payment {txn.payment_id} is already credited by {found.idempotency_key}."
                 )
         return None
+    _check_same_terms(found, txn)
+    # Hand the stored row back through the caller's object, as a fresh insert would.
+    txn.__dict__.update({f.attname: getattr(found, f.attname) for f in found._meta.concrete_fields})
+    txn._state.adding = False
+    txn._state.db = found._state.db
+    return txn
+
+
+def _check_same_terms(found: Transaction, txn: Transaction) -> None:
     same = (
         found.user_id == txn.user_id
         and found.transaction_type == txn.transaction_type
@@ -160,11 +256,6 @@ def _existing(txn: Transaction) -> Transaction | None:
             f"Idempotency key {txn.idempotency_key!r} was already used for "
             f"{found.transaction_type} {found.amount_usd} USD of user {found.user_id}."
         )
-    # Hand the stored row back through the caller's object, as a fresh insert would.
-    txn.__dict__.update({f.attname: getattr(found, f.attname) for f in found._meta.concrete_fields})
-    txn._state.adding = False
-    txn._state.db = found._state.db
-    return txn
 
 
 def _lock_balance(user_id: int, *, create: bool) -> UserBalance | None:
@@ -176,24 +267,63 @@ def _lock_balance(user_id: int, *, create: bool) -> UserBalance | None:
     return balance
 
 
-def _apply_to_balance(balance: UserBalance, txn: Transaction, now: Any) -> None:
+_BALANCE_FIELDS = [
+    "balance_usd",
+    "transaction_count",
+    "last_transaction_at",
+    "total_deposited",
+    "total_withdrawn",
+    "updated_at",
+]
+
+
+def _move_balance(balance: UserBalance, txn: Transaction, now: Any) -> None:
+    """Apply one posting to the in-memory balance row (the caller saves it)."""
     balance.balance_usd = txn.balance_after
     balance.transaction_count = txn.sequence
     balance.last_transaction_at = now
+    balance.updated_at = now
     if txn.transaction_type == TransactionType.DEPOSIT:
         balance.total_deposited += txn.amount_usd
     elif txn.transaction_type == TransactionType.WITHDRAWAL:
         balance.total_withdrawn -= txn.amount_usd
     elif txn.transaction_type == TransactionType.REFUND and txn.withdrawal_request_id:
         balance.total_withdrawn = max(Decimal("0.00"), balance.total_withdrawn - txn.amount_usd)
-    balance._ledger_write = True  # type: ignore[attr-defined]
-    balance.save(
-        update_fields=[
-            "balance_usd",
-            "transaction_count",
-            "last_transaction_at",
-            "total_deposited",
-            "total_withdrawn",
-            "updated_at",
+
+
+def _save_balances(balances: list[UserBalance]) -> None:
+    """Write many balance rows in one statement (PostgreSQL) or one by one (elsewhere)."""
+    if not balances:
+        return
+    if connection.vendor != "postgresql":
+        for balance in balances:
+            balance._ledger_write = True  # type: ignore[attr-defined]
+            balance.save(update_fields=_BALANCE_FIELDS)
+        return
+    row = "(%s::bigint, %s::numeric, %s::bigint, %s::timestamptz, %s::numeric, %s::numeric)"
+    params: list[Any] = []
+    for b in balances:
+        params += [
+            b.user_id,
+            b.balance_usd,
+            b.transaction_count,
+            b.last_transaction_at,
+            b.total_deposited,
+            b.total_withdrawn,
         ]
+    values = ", ".join([row] * len(balances))  # placeholders only; the data goes in params
+    sql = (
+        "UPDATE payments_userbalance AS b SET balance_usd = v.balance, "  # noqa: S608
+        "transaction_count = v.postings, last_transaction_at = v.at, updated_at = v.at, "
+        "total_deposited = v.deposited, total_withdrawn = v.withdrawn "
+        f"FROM (VALUES {values}) "
+        "AS v(user_id, balance, postings, at, deposited, withdrawn) WHERE b.user_id = v.user_id"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _apply_to_balance(balance: UserBalance, txn: Transaction, now: Any) -> None:
+    _move_balance(balance, txn, now)
+    balance._ledger_write = True  # type: ignore[attr-defined]
+    balance.save(update_fields=_BALANCE_FIELDS)

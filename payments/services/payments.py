@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
@@ -234,8 +234,9 @@ def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
     return _settle_locked(payment)
 
 
-def _settle_locked(payment: Payment) -> Transaction:
-    return ledger.post(
+def deposit_posting(payment: Payment) -> ledger.Posting:
+    """The one DEPOSIT posting a completed payment gets."""
+    return ledger.Posting(
         user_id=payment.user_id,
         kind=TransactionType.DEPOSIT,
         amount_usd=payment.credited_amount_usd,
@@ -244,6 +245,10 @@ def _settle_locked(payment: Payment) -> Transaction:
         metadata={"provider_payment_id": payment.provider_payment_id or ""},
         payment_id=payment.pk,
     )
+
+
+def _settle_locked(payment: Payment) -> Transaction:
+    return ledger.post(**asdict(deposit_posting(payment)))
 
 
 # --- helpers --------------------------------------------------------------------------------

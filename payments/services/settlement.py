@@ -6,12 +6,15 @@ import logging
 import uuid
 from collections.abc import Iterable
 
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 
+from payments import ledger
+from payments.errors import PaymentsError
 from payments.models import Payment, Transaction
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
-from payments.services.payments import payment_settle
+from payments.services.payments import deposit_posting, payment_settle
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +33,30 @@ def unsettled_payment_ids(*, limit: int = 5000) -> list[uuid.UUID]:
 
 
 def payments_settle_many(*, payment_ids: Iterable[uuid.UUID]) -> int:
-    """Settle each payment in its own transaction; returns how many have their deposit."""
-    settled = 0
-    for payment_id in payment_ids:
-        if payment_settle(payment_id=payment_id) is not None:
-            settled += 1
-    return settled
+    """Credit every completed payment among ``payment_ids`` that has no deposit yet.
+
+    One database transaction for the batch: the payments are locked in id order, those
+    already credited are skipped, and the deposits go through ``ledger.post_many``. Should the
+    batch fail as a whole (a concurrent settle won a race on one of them), each payment is
+    settled on its own instead. Returns how many payments have their deposit afterwards.
+    """
+    ids = sorted(set(payment_ids))
+    try:
+        with transaction.atomic():
+            payments = list(
+                Payment.objects.select_for_update()
+                .filter(pk__in=ids, status=PaymentStatus.COMPLETED)
+                .order_by("pk")
+                .only("pk", "user_id", "amount_usd", "internal_payment_id", "provider_payment_id")
+            )
+            credited = set(
+                Transaction.objects.filter(
+                    payment_id__in=[p.pk for p in payments],
+                    transaction_type=TransactionType.DEPOSIT,
+                ).values_list("payment_id", flat=True)
+            )
+            ledger.post_many([deposit_posting(p) for p in payments if p.pk not in credited])
+            return len(payments)
+    except (IntegrityError, PaymentsError):
+        logger.warning("settlement batch of %s fell back to one by one", len(ids))
+    return sum(payment_settle(payment_id=payment_id) is not None for payment_id in ids)

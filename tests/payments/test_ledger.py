@@ -318,3 +318,54 @@ def test_deleting_a_user_with_ledger_rows_is_refused():
     with pytest.raises(ProtectedError):
         user.delete()
     assert Transaction.objects.filter(user=user).count() == 1
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+def posting(user, amount: str, key: str, kind: str = "deposit") -> ledger.Posting:
+    return ledger.Posting(
+        user_id=user.pk, kind=kind, amount_usd=Decimal(amount), idempotency_key=key
+    )
+
+
+def test_a_batch_chains_several_postings_of_one_user():
+    alice, bob = UserFactory(), UserFactory()
+    deposit(alice, "1.00", "first")
+    rows = ledger.post_many(
+        [
+            posting(alice, "2.00", "a1"),
+            posting(bob, "5.00", "b1"),
+            posting(alice, "-0.50", "a2", kind="fee"),
+            posting(alice, "3.00", "a3"),
+        ]
+    )
+    assert [(r.user_id, r.sequence, r.balance_after) for r in rows] == [
+        (alice.pk, 2, Decimal("3.00")),
+        (bob.pk, 1, Decimal("5.00")),
+        (alice.pk, 3, Decimal("2.50")),
+        (alice.pk, 4, Decimal("5.50")),
+    ]
+    assert snapshot(alice) == ([(Decimal("5.50"), 4)], 4)
+    assert UserBalance.objects.get(user=alice).total_deposited == Decimal("6.00")
+
+
+def test_a_replayed_batch_changes_nothing():
+    user = UserFactory()
+    batch = [posting(user, "2.00", "x1"), posting(user, "3.00", "x2")]
+    first = ledger.post_many(batch)
+    again = ledger.post_many(batch)
+    assert [r.pk for r in again] == [r.pk for r in first]
+    assert snapshot(user) == ([(Decimal("5.00"), 2)], 2)
+
+
+def test_a_batch_is_all_or_nothing():
+    user = UserFactory()
+    deposit(user, "1.00", "seed")
+    with pytest.raises(InsufficientFunds):
+        ledger.post_many([posting(user, "5.00", "ok"), posting(user, "-9.00", "too-much", "fee")])
+    with pytest.raises(IdempotencyConflict):
+        ledger.post_many([posting(user, "5.00", "ok2"), posting(user, "7.00", "seed")])
+    with pytest.raises(IdempotencyConflict):
+        ledger.post_many([posting(user, "5.00", "twice"), posting(user, "5.00", "twice")])
+    assert snapshot(user) == ([(Decimal("1.00"), 1)], 1)

@@ -205,3 +205,44 @@ def test_reject_and_cancel_racing_refund_once():
     assert UserBalance.objects.get(user=user).balance_usd == Decimal("50.00")
     assert_ledger_consistent(user.pk)
     assert connection.vendor == "postgresql"
+
+
+def test_overlapping_settlement_batches_and_single_settles_credit_once():
+    from django.utils import timezone
+
+    from payments.models import Payment
+    from payments.services.payments import payment_settle
+    from payments.services.settlement import payments_settle_many
+
+    currency = CurrencyFactory()
+    users = [UserFactory() for _ in range(10)]
+    payments = Payment.objects.bulk_create(
+        Payment(
+            user=users[i % 10],
+            currency=currency,
+            amount_usd=Decimal("1.25"),
+            internal_payment_id=f"PAY_RACE_{i:04d}",
+            status=Payment.PaymentStatus.COMPLETED,
+            completed_at=timezone.now(),
+        )
+        for i in range(300)
+    )
+    ids = [p.pk for p in payments]
+
+    def work(index: int) -> None:
+        rng = random.Random(index)
+        if index % 4 == 0:
+            for payment_id in rng.sample(ids, 60):
+                payment_settle(payment_id=payment_id)
+        else:
+            shuffled = rng.sample(ids, len(ids))
+            for start in range(0, len(shuffled), 50):
+                payments_settle_many(payment_ids=shuffled[start : start + 50])
+
+    assert run_threads(work) == []
+    deposits = Transaction.objects.filter(transaction_type="deposit")
+    assert deposits.count() == 300
+    assert deposits.values("payment_id").distinct().count() == 300
+    for user in users:
+        assert_ledger_consistent(user.pk)
+        assert UserBalance.objects.get(user=user).balance_usd == Decimal("37.50")

@@ -101,7 +101,8 @@ class Command(BaseCommand):
         admin = self._ensure_user(credentials, "admin", ADMIN_USERNAME, superuser=True)
         demo = self._ensure_user(credentials, "demo", DEMO_USERNAME, superuser=False)
         save_credentials(path, credentials)
-        UserBalance.objects.get_or_create_for_user(demo)
+        demo_user = get_user_model().objects.get(username=demo["username"])
+        UserBalance.objects.get_or_create_for_user(demo_user)
         self._print_summary(admin, demo, path, options)
 
     def _wait_for_provider(self, timeout: float) -> None:
