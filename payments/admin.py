@@ -27,19 +27,23 @@ from payments.models.withdrawal import WithdrawalStatus
 from payments.services import withdrawals
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records kept for the audit trail: viewable, never added, changed or deleted here."""
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields]
+class AuditAdmin(admin.ModelAdmin):
+    """Rows kept for the audit trail: never added or deleted by hand in the admin."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+
+class ReadOnlyAdmin(AuditAdmin):
+    """Rows only the system writes: viewable, never changed here either."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -62,7 +66,7 @@ class CurrencyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(AuditAdmin):
     list_display = (
         "internal_payment_id",
         "user",
@@ -111,12 +115,6 @@ class PaymentAdmin(admin.ModelAdmin):
     )
     actions = ("check_at_nowpayments", "settle_now")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.action(description="Check status at NowPayments now")
     def check_at_nowpayments(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         from workers.tasks import payment_refresh_task
@@ -143,7 +141,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(UserBalance)
-class UserBalanceAdmin(admin.ModelAdmin):
+class UserBalanceAdmin(ReadOnlyAdmin):
     list_display = (
         "user",
         "balance_usd",
@@ -154,25 +152,6 @@ class UserBalanceAdmin(admin.ModelAdmin):
     )
     search_fields = ("user__username", "user__email")
     list_select_related = ("user",)
-    readonly_fields = (
-        "user",
-        "balance_usd",
-        "total_deposited",
-        "total_withdrawn",
-        "transaction_count",
-        "last_transaction_at",
-        "created_at",
-        "updated_at",
-    )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Transaction)
@@ -195,7 +174,7 @@ class TransactionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(WithdrawalRequest)
-class WithdrawalRequestAdmin(admin.ModelAdmin):
+class WithdrawalRequestAdmin(AuditAdmin):
     list_display = (
         "internal_withdrawal_id",
         "user",
@@ -257,12 +236,6 @@ class WithdrawalRequestAdmin(admin.ModelAdmin):
             # The operator records the payout's hash here, then runs "Mark completed".
             editable |= {"transaction_hash", "failure_reason"}
         return tuple(f for f in self.fields if f not in editable)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # Only the notes are editable here; status changes go through the actions, and the
@@ -407,7 +380,7 @@ class PeriodicRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerDrift)
-class LedgerDriftAdmin(admin.ModelAdmin):
+class LedgerDriftAdmin(AuditAdmin):
     list_display = (
         "kind",
         "subject",
@@ -424,12 +397,6 @@ class LedgerDriftAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in LedgerDrift._meta.fields if f.name != "resolution_notes"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Mark resolved (after correcting it with an ADJUSTMENT posting)")
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:

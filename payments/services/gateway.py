@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import threading
 
+from django.db import transaction
+
 from payments.config import get_nowpayments_config
 from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 
 _local = threading.local()
+
+
+def refuse_inside_transaction() -> None:
+    """Calls to NowPayments wait on the network: never while holding database locks."""
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("NowPayments must not be called inside a database transaction.")
 
 
 def get_provider() -> NowPaymentsProvider:

@@ -28,7 +28,7 @@ from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus, can_move
 from payments.models.transaction import TransactionType
 from payments.money import CENT, is_cents
-from payments.services.gateway import get_provider
+from payments.services.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def payment_create(
     The provider is called outside any database transaction, so no lock is held while waiting
     on the network.
     """
-    _refuse_inside_transaction()
+    refuse_inside_transaction()
     currency = _available_currency(currency_code)
     _check_amount(amount_usd, currency)
     internal_id = generate_public_id("PAY")
@@ -95,7 +95,7 @@ def payment_register(*, payment_id: uuid.UUID) -> Payment:
 
     A claim on ``provider_requested_at`` keeps two workers from creating it twice.
     """
-    _refuse_inside_transaction()
+    refuse_inside_transaction()
     now = timezone.now()
     claimed = (
         Payment.objects.filter(
@@ -215,7 +215,7 @@ def _unknown_payment(report: ProviderPayment) -> ApplyResult:
 
 def payment_refresh(*, payment_id: uuid.UUID) -> ApplyResult:
     """Ask NowPayments for one payment's status and apply it."""
-    _refuse_inside_transaction()
+    refuse_inside_transaction()
     provider_id = (
         Payment.objects.filter(pk=payment_id).values_list("provider_payment_id", flat=True).first()
     )
@@ -252,11 +252,6 @@ def _settle_locked(payment: Payment) -> Transaction:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _refuse_inside_transaction() -> None:
-    if transaction.get_connection().in_atomic_block:
-        raise RuntimeError("NowPayments must not be called inside a database transaction.")
 
 
 def _available_currency(code: str) -> Currency:

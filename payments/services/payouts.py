@@ -16,7 +16,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from payments.errors import InvalidTransition, ProviderError, ProviderRejected
@@ -24,7 +23,7 @@ from payments.models import LedgerDrift, WithdrawalRequest
 from payments.models.ops import DriftKind
 from payments.models.withdrawal import WithdrawalStatus
 from payments.services import withdrawals
-from payments.services.gateway import get_provider
+from payments.services.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 from payments.services.providers.nowpayments.types import PayoutRequest, PayoutWithdrawal
 
@@ -54,8 +53,7 @@ def payouts_enabled() -> bool:
 
 def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     """Create and verify the NowPayments payout of an approved withdrawal."""
-    if transaction.get_connection().in_atomic_block:
-        raise RuntimeError("NowPayments must not be called inside a database transaction.")
+    refuse_inside_transaction()
     withdrawal = WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
     if withdrawal.status != WithdrawalStatus.APPROVED:
         return withdrawal
