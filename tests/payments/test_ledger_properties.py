@@ -78,6 +78,42 @@ class LedgerMachine(RuleBasedStateMachine):
         self.keys[key] = (kind, -amount)
         return key
 
+    @rule(
+        parts=st.lists(
+            st.tuples(st.sampled_from(["deposit", "fee", "bonus", "payment"]), amounts),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def batch(self, parts: list[tuple[str, Decimal]]) -> None:
+        postings = []
+        running, lowest = self.expected, self.expected
+        for kind, amount in parts:
+            signed = amount if kind in ("deposit", "bonus") else -amount
+            running += signed
+            lowest = min(lowest, running)
+            postings.append(
+                ledger.Posting(
+                    user_id=self.user.pk,
+                    kind=kind,
+                    amount_usd=signed,
+                    idempotency_key=self._key(),
+                )
+            )
+        try:
+            ledger.post_many(postings)
+        except InsufficientFunds:
+            assert lowest < 0, "a batch that never goes negative must be accepted"
+            assert not Transaction.objects.filter(
+                idempotency_key__in=[p.idempotency_key for p in postings]
+            ).exists()
+            return
+        assert lowest >= 0
+        self.expected = running
+        self.count += len(postings)
+        for p in postings:
+            self.keys[p.idempotency_key] = (p.kind, p.amount_usd)
+
     @rule(key=posted)
     def replay(self, key: str) -> None:
         if key not in self.keys:
