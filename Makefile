@@ -28,3 +28,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
+
+# The whole system on this machine: web, worker(s), beat, Flower and the NowPayments sandbox
+# (README, "Run the whole system"). Ctrl-C stops everything. `make run VENV=...` reuses a venv.
+run: $(STAMP)
+	$(BIN)/python scripts/run.py

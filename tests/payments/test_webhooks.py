@@ -10,8 +10,8 @@ import requests
 from payments.models import Payment, ProviderEvent, Transaction, UserBalance
 from payments.services import payments as service
 from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
-from tests.factories import UserFactory
 from tests.conftest import IPN_SECRET
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

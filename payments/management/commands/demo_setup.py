@@ -127,6 +127,7 @@ class Command(BaseCommand):
         if not isinstance(entry, dict) or not entry.get("password"):
             entry = {"username": username, "password": secrets.token_urlsafe(12)}
             credentials[key] = entry
+        entry.setdefault("username", username)
         user_model = get_user_model()
         user = user_model.objects.filter(username=entry["username"]).first()
         if user is None:

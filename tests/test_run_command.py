@@ -1,0 +1,394 @@
+"""``make run``, the README's one command: everything starts, a deposit settles, Ctrl-C stops all.
+
+The end-to-end test runs a copy of this working tree (committed or not) in a temporary directory
+with an empty environment. It reuses the virtualenv running the tests (``VENV=...``, and
+``-o <stamp>`` so make never reinstalls it); a real first run installs into ``.venv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = Path(sys.executable).parent.parent  # the virtualenv running these tests, not resolved
+FRESH_PATH = "/usr/local/bin:/usr/bin:/bin"  # nothing of ours on it, as on a fresh machine
+
+
+def _load_run_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_script", ROOT / "scripts" / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _procfile_queues(command: str) -> set[str]:
+    found = re.search(r"--queues\s+(\S+)", command)
+    assert found, command
+    value = found.group(1)
+    default = re.fullmatch(r"\$\{\w+:-([^}]+)\}", value)
+    return set((default.group(1) if default else value).split(","))
+
+
+def _queues_in_use() -> set[str]:
+    from celery import current_app
+
+    import workers.tasks  # noqa: F401 - registers the tasks
+    from workers.schedules import DEFAULT_SCHEDULES
+
+    tasks = {task.queue for name, task in current_app.tasks.items() if name.startswith("workers.")}
+    return {q for q in tasks if q} | {entry.queue for entry in DEFAULT_SCHEDULES}
+
+
+def test_every_queue_in_use_is_consumed_by_the_procfile_and_by_the_sqlite_run() -> None:
+    run = _load_run_script()
+    procfile = run.read_procfile(ROOT / "Procfile")
+    in_use = _queues_in_use()
+    served = _procfile_queues(procfile["worker"]) | _procfile_queues(procfile["settlement"])
+    assert in_use <= served
+    assert _procfile_queues(procfile["settlement"]) == {"settlement"}
+    assert in_use <= set(run.ALL_QUEUES)
+
+
+def test_the_run_starts_each_long_running_process_type_once(tmp_path: Path) -> None:
+    run = _load_run_script()
+    procfile = run.read_procfile(ROOT / "Procfile")
+    sqlite_env = run.build_env({"PATH": FRESH_PATH}, tmp_path)
+    assert list(run.processes(procfile, sqlite_env)) == [
+        "sandbox",
+        "web",
+        "worker",
+        "beat",
+        "flower",
+    ]
+    postgres_env = run.build_env(
+        {"PATH": FRESH_PATH, "DATABASE_URL": "postgres://u@h/db", "CELERY_BROKER_URL": "redis://"},
+        tmp_path,
+    )
+    assert "WORKER_QUEUES" not in postgres_env
+    assert list(run.processes(procfile, postgres_env)) == [
+        "sandbox",
+        "web",
+        "worker",
+        "settlement",
+        "beat",
+        "flower",
+    ]
+    # Secrets are generated once and kept: a second run uses the same ones.
+    again = run.build_env({"PATH": FRESH_PATH}, tmp_path)
+    assert again["DJANGO_SECRET_KEY"] == sqlite_env["DJANGO_SECRET_KEY"]
+    assert again["FLOWER_BASIC_AUTH"] == sqlite_env["FLOWER_BASIC_AUTH"]
+    assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o077 == 0
+
+
+# --- the whole system ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _copy_working_tree(dest: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if name.split("/", 1)[0] in {".venv", "var"}:
+            continue
+        source = ROOT / name
+        if not source.is_file():
+            continue  # deleted in the working tree
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)  # keeps mtimes: make must not think pyproject changed
+
+
+def _processes_under(directory: Path) -> list[int]:
+    """Pids of live processes whose working directory is inside directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd == directory or directory in cwd.parents):
+            found.append(int(entry.name))
+    return found
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class System:
+    """``make run`` in a process group of its own, its output in a file."""
+
+    def __init__(self, tree: Path, ports: dict[str, int]) -> None:
+        self.tree = tree
+        self.ports = ports
+        self.log_path = tree.parent / "make-run.log"
+        self.home = tree.parent / "home"
+        self.home.mkdir()
+        self.env = {"PATH": FRESH_PATH, "HOME": str(self.home), "LANG": "C.UTF-8"}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def start(self) -> None:
+        stamp = VENV / ".installed-stamp"
+        args = ["make", "run", f"VENV={VENV}", "-o", str(stamp)]
+        args += [f"{name}={port}" for name, port in self.ports.items()]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                args,
+                cwd=self.tree,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def wait_for(self, predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"make run exited while waiting for {what}\n{self.tail()}")
+            try:
+                value = predicate()
+            except (requests.RequestException, sqlite3.Error):
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}\n{self.tail()}"
+                )
+            time.sleep(0.5)
+
+    def answers(self, name: str, path: str) -> bool:
+        self.http.get(self.url(name, path), timeout=3)
+        return True
+
+    def manage(self, *args: str) -> str:
+        """manage.py with the environment of the run (scripts/run.py manage), as the README."""
+        env = {**self.env, **{name: str(port) for name, port in self.ports.items()}}
+        result = subprocess.run(
+            [str(VENV / "bin" / "python"), "scripts/run.py", "manage", *args],
+            cwd=self.tree,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        database = self.tree / "var" / "db.sqlite3"
+        with contextlib.closing(
+            sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+        ) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    def tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def kill_everything(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        for pid in _processes_under(self.tree):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.http.close()
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    tree = tmp_path / "checkout"
+    _copy_working_tree(tree)
+    ports = {"PORT": _free_port(), "SANDBOX_PORT": _free_port(), "FLOWER_PORT": _free_port()}
+    running = System(tree, ports)
+    try:
+        yield running
+    finally:
+        running.kill_everything()
+
+
+DEPOSIT = """
+import json
+from decimal import Decimal
+from django.contrib.auth import get_user_model
+from payments.services.payments import payment_create
+demo = get_user_model().objects.get(username="demo")
+payment = payment_create(user_id=demo.pk, amount_usd=Decimal("25.00"), currency_code="USDTTRC20")
+print(json.dumps({"id": str(payment.pk), "provider_id": payment.provider_payment_id,
+                  "user_id": demo.pk}))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_make_run_serves_a_settling_deposit_and_ctrl_c_stops_everything(system: System) -> None:
+    system.start()
+
+    # Everything answers, and demo_setup has printed the URLs and credentials.
+    system.wait_for(
+        lambda: system.answers("SANDBOX_PORT", "/v1/status"), timeout=120, what="sandbox"
+    )
+    system.wait_for(lambda: system.answers("PORT", "/admin/login/"), timeout=120, what="web")
+    system.wait_for(
+        lambda: system.answers("FLOWER_PORT", "/healthcheck"), timeout=120, what="Flower"
+    )
+    system.wait_for(lambda: "Demo ready" in system.log(), timeout=120, what="demo_setup")
+    log = system.log()
+    flower_auth = re.search(r"basic auth\s+(\S+) / (\S+)", log)
+    admin = re.search(r"superuser\s+(\S+) / (\S+)", log)
+    assert flower_auth, log
+    assert admin, log
+    stored = json.loads((system.tree / "var" / "demo-credentials.json").read_text())
+    assert stored["admin"] == {"username": admin.group(1), "password": admin.group(2)}
+
+    # A deposit for the demo user, paid in the sandbox, is credited by the running system once.
+    created = json.loads(system.manage("shell", "-c", DEPOSIT).strip().splitlines()[-1])
+    completed = system.http.post(
+        system.url("SANDBOX_PORT", f"/_sandbox/payments/{created['provider_id']}/complete"),
+        timeout=10,
+    )
+    assert completed.status_code == 200, completed.text
+
+    def credited() -> bool:
+        balance = system.query(
+            "SELECT balance_usd FROM payments_userbalance WHERE user_id = ?", created["user_id"]
+        )
+        return bool(balance) and Decimal(str(balance[0][0])) == Decimal("25.00")
+
+    system.wait_for(credited, timeout=60, what="the deposit to be credited")
+    time.sleep(3)  # late IPNs or a poll must not credit it again
+    deposits = system.query(
+        "SELECT amount_usd FROM payments_transaction WHERE user_id = ? AND transaction_type = ?",
+        created["user_id"],
+        "deposit",
+    )
+    assert [Decimal(str(row[0])) for row in deposits] == [Decimal("25.00")]
+    status = system.query(
+        "SELECT status FROM payments_payment WHERE id = ?", created["id"].replace("-", "")
+    )
+    assert status == [("completed",)]
+
+    # Flower, with the printed credentials, lists the worker.
+    def worker_listed() -> bool:
+        answer = system.http.get(
+            system.url("FLOWER_PORT", "/api/workers?refresh=1"),
+            auth=(flower_auth.group(1), flower_auth.group(2)),
+            timeout=10,
+        )
+        return answer.status_code == 200 and any(n.startswith("worker@") for n in answer.json())
+
+    system.wait_for(worker_listed, timeout=30, what="the worker in Flower")
+    anonymous = system.http.get(system.url("FLOWER_PORT", "/api/workers"), timeout=5)
+    assert anonymous.status_code == 401
+
+    # Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
+    assert system.process is not None
+    os.killpg(system.process.pid, signal.SIGINT)
+    system.process.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while _processes_under(system.tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_under(system.tree) == [], system.tail()
+    for name, port in system.ports.items():
+        assert not _port_open(port), f"{name}={port} still open"
+
+
+# --- demo_setup ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_demo_setup_is_idempotent_and_keeps_its_printed_passwords(
+    sandbox: Any, settings: Any, tmp_path: Path
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from payments.models import Currency, UserBalance
+
+    settings.DEBUG = True
+    settings.FLOWER_BASIC_AUTH = "flower:flower-pw"
+    path = tmp_path / "demo-credentials.json"
+
+    def setup() -> str:
+        out = io.StringIO()
+        call_command("demo_setup", credentials=path, wait=5, stdout=out)
+        return out.getvalue()
+
+    first = setup()
+    stored = json.loads(path.read_text())
+    users = get_user_model().objects
+    admin = users.get(username="admin")
+    assert admin.is_superuser
+    assert admin.check_password(stored["admin"]["password"])
+    assert users.get(username="demo").check_password(stored["demo"]["password"])
+    assert UserBalance.objects.filter(user__username="demo").exists()
+    assert Currency.objects.filter(code="USDTTRC20").exists()
+    assert f"admin / {stored['admin']['password']}" in first
+    assert "flower / flower-pw" in first
+    assert path.stat().st_mode & 0o077 == 0
+
+    admin.set_password("changed-by-someone")
+    admin.save()
+    second = setup()
+    assert json.loads(path.read_text()) == stored
+    assert users.get(username="admin").check_password(stored["admin"]["password"])
+    assert users.filter(username__in=["admin", "demo"]).count() == 2
+    assert f"demo / {stored['demo']['password']}" in second
+
+
+@pytest.mark.django_db
+def test_demo_setup_refuses_outside_debug(settings: Any, tmp_path: Path) -> None:
+    from django.core.management import CommandError, call_command
+
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DJANGO_DEBUG=1"):
+        call_command("demo_setup", credentials=tmp_path / "c.json", wait=0)
+    assert not (tmp_path / "c.json").exists()
