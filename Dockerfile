@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PAYMENTS_VAR_DIR=/app/var
+    PAYMENTS_VAR_DIR=/app/var \
+    DJANGO_STATIC_ROOT=/app/static
 
 WORKDIR /app
 
@@ -24,8 +25,9 @@ COPY sandbox ./sandbox
 RUN pip install --no-deps . \
     && useradd --system --user-group --uid 10001 --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app \
-    && mkdir -p /app/var \
-    && chown app:app /app/var
+    && mkdir -p /app/var /app/static \
+    && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+    && chown -R app:app /app/var /app/static
 
 USER app
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -117,7 +118,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
+# The admin's static files are served by the app itself (whitenoise): from the apps in debug,
+# from STATIC_ROOT (filled by `collectstatic` in the release step and the image) otherwise.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
 
 LOGGING = {
     "version": 1,
@@ -184,6 +192,22 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# provider: calls to NowPayments for deposits; settlement: ledger writes; payouts: sending and
+# following withdrawals; default: reconciliation. Each can have workers of its own.
+CELERY_TASK_ROUTES = {
+    "workers.payment_register": {"queue": "provider"},
+    "workers.payments_register_sweep": {"queue": "provider"},
+    "workers.payments_poll": {"queue": "provider"},
+    "workers.payment_refresh": {"queue": "provider"},
+    "workers.payments_expire": {"queue": "provider"},
+    "workers.payment_settle": {"queue": "settlement"},
+    "workers.payments_settle_batch": {"queue": "settlement"},
+    "workers.payments_settle_sweep": {"queue": "settlement"},
+    "workers.withdrawal_payout_send": {"queue": "payouts"},
+    "workers.withdrawals_payout_sweep": {"queue": "payouts"},
+    "workers.currencies_sync": {"queue": "provider"},
+    "workers.ledger_reconcile": {"queue": "default"},
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -57,8 +57,10 @@ def _queues_in_use() -> set[str]:
     import workers.tasks  # noqa: F401 - registers the tasks
     from workers.schedules import DEFAULT_SCHEDULES
 
-    tasks = {task.queue for name, task in current_app.tasks.items() if name.startswith("workers.")}
-    return {q for q in tasks if q} | {entry.queue for entry in DEFAULT_SCHEDULES}
+    routes = current_app.conf.task_routes
+    tasks = {name for name in current_app.tasks if name.startswith("workers.")}
+    assert tasks <= set(routes), f"tasks without a route: {tasks - set(routes)}"
+    return {routes[name]["queue"] for name in tasks} | {entry.queue for entry in DEFAULT_SCHEDULES}
 
 
 def test_every_queue_in_use_is_consumed_by_the_procfile_and_by_the_sqlite_run() -> None:

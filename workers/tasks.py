@@ -45,14 +45,14 @@ def _periodic(
 # --- deposits ------------------------------------------------------------------------------
 
 
-@shared_task(name="workers.payment_register", queue="provider")
+@shared_task(name="workers.payment_register")
 def payment_register_task(*, payment_id: str) -> str | None:
     """Create at NowPayments a payment made through the ORM (the seed's way)."""
     payment = payments.payment_register(payment_id=uuid.UUID(payment_id))
     return payment.provider_payment_id
 
 
-@shared_task(name="workers.payments_register_sweep", queue="provider")
+@shared_task(name="workers.payments_register_sweep")
 def payments_register_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
         ids = payments.payments_awaiting_registration()
@@ -63,19 +63,19 @@ def payments_register_sweep_task() -> dict[str, Any]:
     return _periodic("workers.payments_register_sweep", job, max_runtime=120)
 
 
-@shared_task(name="workers.payments_poll", queue="provider", **PROVIDER_RETRY)
+@shared_task(name="workers.payments_poll", **PROVIDER_RETRY)
 def payments_poll_task() -> dict[str, Any]:
     return _periodic(
         "workers.payments_poll", lambda: polling.payments_poll().as_dict(), max_runtime=300
     )
 
 
-@shared_task(name="workers.payment_refresh", queue="provider", **PROVIDER_RETRY)
+@shared_task(name="workers.payment_refresh", **PROVIDER_RETRY)
 def payment_refresh_task(*, payment_id: str) -> str:
     return payments.payment_refresh(payment_id=uuid.UUID(payment_id)).outcome
 
 
-@shared_task(name="workers.payments_expire", queue="provider", **PROVIDER_RETRY)
+@shared_task(name="workers.payments_expire", **PROVIDER_RETRY)
 def payments_expire_task() -> dict[str, Any]:
     return _periodic("workers.payments_expire", polling.payments_expire, max_runtime=300)
 
@@ -83,18 +83,18 @@ def payments_expire_task() -> dict[str, Any]:
 # --- settlement ----------------------------------------------------------------------------
 
 
-@shared_task(name="workers.payment_settle", queue="settlement")
+@shared_task(name="workers.payment_settle")
 def payment_settle_task(*, payment_id: str) -> int | None:
     txn = payments.payment_settle(payment_id=uuid.UUID(payment_id))
     return txn.pk if txn is not None else None
 
 
-@shared_task(name="workers.payments_settle_batch", queue="settlement")
+@shared_task(name="workers.payments_settle_batch")
 def payments_settle_batch_task(*, payment_ids: list[str]) -> int:
     return settlement.payments_settle_many(payment_ids=[uuid.UUID(p) for p in payment_ids])
 
 
-@shared_task(name="workers.payments_settle_sweep", queue="settlement")
+@shared_task(name="workers.payments_settle_sweep")
 def payments_settle_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
         ids = [str(p) for p in settlement.unsettled_payment_ids()]
@@ -108,14 +108,14 @@ def payments_settle_sweep_task() -> dict[str, Any]:
 # --- payouts -------------------------------------------------------------------------------
 
 
-@shared_task(name="workers.withdrawal_payout_send", queue="payouts")
+@shared_task(name="workers.withdrawal_payout_send")
 def withdrawal_payout_send_task(*, withdrawal_id: str) -> str:
     """Pay out one approved withdrawal through NowPayments (never retried: not idempotent at
     the provider; the payout sweep looks an unanswered one up instead)."""
     return payouts.withdrawal_payout_send(withdrawal_id=uuid.UUID(withdrawal_id)).status
 
 
-@shared_task(name="workers.withdrawals_payout_sweep", queue="payouts")
+@shared_task(name="workers.withdrawals_payout_sweep")
 def withdrawals_payout_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
         if not payouts.payouts_enabled():
@@ -131,7 +131,7 @@ def withdrawals_payout_sweep_task() -> dict[str, Any]:
 # --- housekeeping --------------------------------------------------------------------------
 
 
-@shared_task(name="workers.currencies_sync", queue="provider", **PROVIDER_RETRY)
+@shared_task(name="workers.currencies_sync", **PROVIDER_RETRY)
 def currencies_sync_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
         result = currencies.currencies_sync()
@@ -140,6 +140,6 @@ def currencies_sync_task() -> dict[str, Any]:
     return _periodic("workers.currencies_sync", job, max_runtime=300)
 
 
-@shared_task(name="workers.ledger_reconcile", queue="default")
+@shared_task(name="workers.ledger_reconcile")
 def ledger_reconcile_task() -> dict[str, Any]:
     return _periodic("workers.ledger_reconcile", reconcile.ledger_reconcile, max_runtime=1800)

@@ -51,7 +51,8 @@ def test_an_approved_withdrawal_is_paid_out_once_and_completed(sandbox, approved
     assert again.provider_batch_id == sent.provider_batch_id
     remote = sandbox.control.payouts()
     assert len(remote) == 1
-    (item,) = remote[0]["withdrawals"] if "withdrawals" in remote[0] else remote
+    assert remote[0]["verified"] is True
+    (item,) = remote[0]["withdrawals"]
     assert item["address"] == TRON
     assert Decimal(str(item["amount"])) == Decimal("50.00"), (
         "the user receives the amount less fees"
