@@ -81,10 +81,12 @@ class Processes:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.started: list[subprocess.Popen[bytes]] = []
+        self._log_files: list[Any] = []
         self.logs = Path(tempfile.mkdtemp(prefix="e2e-logs-"))
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115
+        self._log_files.append(log)
         process = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -154,6 +156,8 @@ class Processes:
         for process in self.started:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+        for log in self._log_files:
+            log.close()
 
     def log_tail(self, lines: int = 40) -> str:
         out = []
