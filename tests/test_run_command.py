@@ -52,13 +52,12 @@ def _procfile_queues(command: str) -> set[str]:
 
 
 def _queues_in_use() -> set[str]:
-    from celery import current_app
-
     import workers.tasks  # noqa: F401 - registers the tasks
+    from project.celery import app
     from workers.schedules import DEFAULT_SCHEDULES
 
-    routes = current_app.conf.task_routes
-    tasks = {name for name in current_app.tasks if name.startswith("workers.")}
+    routes = app.conf.task_routes
+    tasks = {name for name in app.tasks if name.startswith("workers.")}
     assert tasks <= set(routes), f"tasks without a route: {tasks - set(routes)}"
     return {routes[name]["queue"] for name in tasks} | {entry.queue for entry in DEFAULT_SCHEDULES}
 
