@@ -8,7 +8,7 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -63,54 +63,59 @@ def nowpayments_ipn(request: HttpRequest) -> JsonResponse:
         kind = "payment"
         object_id, status = str(payload["payment_id"]), str(payload.get("payment_status", ""))
 
-    event, created = _store(kind, object_id, status, body, signature)
-    if not created:
-        return JsonResponse({"status": "duplicate", "outcome": event.outcome})
-    if kind != "payment":
-        _finish(event, EventOutcome.IGNORED, "payout IPNs are applied by the payout poller")
-        return JsonResponse({"status": "ok", "outcome": event.outcome})
-    try:
-        report = ProviderPayment.from_dict(payload)
-        result = payment_apply_report(report=report, source="ipn")
-    except PaymentsError as exc:
-        _finish(event, EventOutcome.ERROR, f"{exc.code}: {exc.message}")
-        logger.warning("IPN %s for payment %s not applied: %s", event.pk, object_id, exc.code)
-        # Acknowledge: a retry of the same body would fail the same way.
-        return JsonResponse({"status": "error", "code": exc.code})
-    except Exception:
-        # Let NowPayments retry later; forget this delivery so the retry is processed.
-        ProviderEvent.objects.filter(pk=event.pk).delete()
-        raise
-    _finish(event, result.outcome, "", payment_id=result.payment_id)
+    # One database transaction: the event is stored together with what it did, or not at all
+    # (then NowPayments retries). A duplicate delivery finds the stored event and stops there.
+    with transaction.atomic():
+        event_id = _store(kind, object_id, status, body, signature)
+        if event_id is None:
+            return JsonResponse({"status": "duplicate"})
+        if kind != "payment":
+            outcome = EventOutcome.IGNORED
+            _finish(event_id, outcome, "payout IPNs are applied by the payout poller")
+            return JsonResponse({"status": "ok", "outcome": outcome})
+        try:
+            report = ProviderPayment.from_dict(payload)
+            result = payment_apply_report(report=report, source="ipn")
+        except PaymentsError as exc:
+            # Recorded and acknowledged: a retry of the same body would fail the same way.
+            _finish(event_id, EventOutcome.ERROR, f"{exc.code}: {exc.message}")
+            logger.warning("IPN %s for payment %s not applied: %s", event_id, object_id, exc.code)
+            return JsonResponse({"status": "error", "code": exc.code})
+        _finish(event_id, result.outcome, "", payment_id=result.payment_id)
     return JsonResponse({"status": "ok", "outcome": result.outcome})
 
 
-def _store(
-    kind: str, object_id: str, status: str, body: bytes, signature: str
-) -> tuple[ProviderEvent, bool]:
+def _store(kind: str, object_id: str, status: str, body: bytes, signature: str) -> int | None:
+    """Insert the event unless its body was seen before; return its id, or None if a duplicate."""
     dedupe_key = hashlib.sha256(body).hexdigest()
-    try:
-        with transaction.atomic():
-            event = ProviderEvent.objects.create(
-                kind=kind,
-                dedupe_key=dedupe_key,
-                provider_object_id=object_id[:64],
-                provider_status=status[:32],
-                body=body.decode("utf-8", errors="replace"),
-                signature=signature[:256],
-            )
-        return event, True
-    except IntegrityError:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO payments_providerevent (provider, kind, dedupe_key, provider_object_id, "
+            "provider_status, body, signature, outcome, detail, deliveries, received_at) "
+            "VALUES ('nowpayments', %s, %s, %s, %s, %s, %s, %s, '', 1, %s) "
+            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            [
+                kind,
+                dedupe_key,
+                object_id[:64],
+                status[:32],
+                body.decode("utf-8", errors="replace"),
+                signature[:256],
+                EventOutcome.RECEIVED,
+                timezone.now(),
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
         ProviderEvent.objects.filter(dedupe_key=dedupe_key).update(deliveries=F("deliveries") + 1)
-        return ProviderEvent.objects.get(dedupe_key=dedupe_key), False
+        return None
+    return int(row[0])
 
 
-def _finish(event: ProviderEvent, outcome: str, detail: str, payment_id: object = None) -> None:
-    event.outcome = outcome
-    event.detail = detail[:500]
-    event.processed_at = timezone.now()
-    event.payment_id = payment_id  # type: ignore[assignment]
-    event.save(update_fields=["outcome", "detail", "processed_at", "payment"])
+def _finish(event_id: int, outcome: str, detail: str, payment_id: object = None) -> None:
+    ProviderEvent.objects.filter(pk=event_id).update(
+        outcome=outcome, detail=detail[:500], processed_at=timezone.now(), payment_id=payment_id
+    )
 
 
 def _peer(request: HttpRequest) -> str:

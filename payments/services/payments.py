@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -156,32 +159,129 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     """
     new_status = report.our_status
     with transaction.atomic():
-        payment = (
-            Payment.objects.select_for_update()
-            .filter(provider_payment_id=report.payment_id)
-            .first()
-        )
-        if payment is None:
+        try:
+            payment = Payment.objects.select_for_update().get(provider_payment_id=report.payment_id)
+        except Payment.DoesNotExist:
             return _unknown_payment(report)
-        now = timezone.now()
-        payment.provider_checked_at = now
         old_status = payment.status
-        if new_status == old_status:
-            outcome = EventOutcome.UNCHANGED
-        elif can_move(old_status, new_status):
-            outcome = EventOutcome.APPLIED
-            payment.status = new_status
-        else:
-            outcome = EventOutcome.STALE
-        if outcome != EventOutcome.STALE:
-            _copy_progress(payment, report)
-        payment.save()
+        outcome = _merge_report(payment, report, new_status, timezone.now())
+        payment.save(update_fields=_PROGRESS_FIELDS)
         deposit = _settle_locked(payment) if payment.status == PaymentStatus.COMPLETED else None
     if outcome == EventOutcome.APPLIED:
         logger.info("payment id=%s %s -> %s via %s", payment.pk, old_status, payment.status, source)
     return ApplyResult(
         outcome=outcome, payment_id=payment.pk, status=payment.status, deposit=deposit
     )
+
+
+def payments_apply_reports(*, reports: list[ProviderPayment], source: str) -> dict[str, int]:
+    """Apply many reports in one database transaction (the poller's path, a page at a time).
+
+    The same rules as ``payment_apply_report``: forward only, and completed payments get their
+    deposit in the same transaction, through one ``ledger.post_many``.
+    """
+    counts = {"applied": 0, "stale": 0, "unchanged": 0, "credited": 0}
+    by_id = {report.payment_id: report for report in reports}
+    if not by_id:
+        return counts
+    now = timezone.now()
+    with transaction.atomic():
+        payments = list(
+            Payment.objects.select_for_update()
+            .filter(provider_payment_id__in=list(by_id))
+            .order_by("pk")
+        )
+        for payment in payments:
+            report = by_id[payment.provider_payment_id or ""]
+            counts[_merge_report(payment, report, report.our_status, now)] += 1
+        _write_progress(payments)
+        completed = [p for p in payments if p.status == PaymentStatus.COMPLETED]
+        credited = set(
+            Transaction.objects.filter(
+                payment_id__in=[p.pk for p in completed], transaction_type=TransactionType.DEPOSIT
+            ).values_list("payment_id", flat=True)
+        )
+        fresh = [deposit_posting(p) for p in completed if p.pk not in credited]
+        ledger.post_many(fresh)
+        counts["credited"] = len(fresh)
+    if counts["applied"]:
+        logger.info("%s: applied %s report(s) in one batch", source, counts["applied"])
+    return counts
+
+
+# The columns a provider report may change.
+_PROGRESS_FIELDS = [
+    "status",
+    "status_changed_at",
+    "completed_at",
+    "actual_amount",
+    "actual_amount_usd",
+    "transaction_hash",
+    "pay_address",
+    "pay_amount",
+    "provider_data",
+    "provider_checked_at",
+    "updated_at",
+]
+
+
+def _merge_report(payment: Payment, report: ProviderPayment, new_status: str, now: Any) -> str:
+    """Merge a report into the payment in memory; return the outcome (applied/stale/unchanged)."""
+    payment.provider_checked_at = now
+    payment.updated_at = now
+    old_status = payment.status
+    if new_status == old_status:
+        outcome = EventOutcome.UNCHANGED
+    elif can_move(old_status, new_status):
+        outcome = EventOutcome.APPLIED
+        payment.status = new_status
+        payment.status_changed_at = now
+        if new_status == PaymentStatus.COMPLETED and payment.completed_at is None:
+            payment.completed_at = now
+    else:
+        return EventOutcome.STALE
+    _copy_progress(payment, report)
+    return outcome
+
+
+def _write_progress(payments: list[Payment]) -> None:
+    """Write the progress columns of many payments in one statement (PostgreSQL)."""
+    if not payments:
+        return
+    if connection.vendor != "postgresql":
+        for payment in payments:
+            payment.save(update_fields=_PROGRESS_FIELDS)
+        return
+    row = (
+        "(%s::uuid, %s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric, %s, %s, "
+        "%s::numeric, %s::jsonb, %s::timestamptz)"
+    )
+    params: list[Any] = []
+    for p in payments:
+        params += [
+            p.pk,
+            p.status,
+            p.status_changed_at,
+            p.completed_at,
+            p.actual_amount,
+            p.actual_amount_usd,
+            p.transaction_hash,
+            p.pay_address,
+            p.pay_amount,
+            json.dumps(p.provider_data, cls=DjangoJSONEncoder),
+            p.provider_checked_at,
+        ]
+    values = ", ".join([row] * len(payments))  # placeholders only; the data goes in params
+    sql = (
+        "UPDATE payments_payment AS p SET status = v.status, "  # noqa: S608
+        "status_changed_at = v.changed, completed_at = v.completed, actual_amount = v.paid, "
+        "actual_amount_usd = v.paid_usd, transaction_hash = v.hash, pay_address = v.address, "
+        "pay_amount = v.pay_amount, provider_data = v.data, provider_checked_at = v.checked, "
+        f"updated_at = v.checked FROM (VALUES {values}) AS v(id, status, changed, completed, "
+        "paid, paid_usd, hash, address, pay_amount, data, checked) WHERE p.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _unknown_payment(report: ProviderPayment) -> ApplyResult:

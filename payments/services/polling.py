@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
@@ -14,7 +15,7 @@ from payments.errors import ProviderError
 from payments.models import Payment
 from payments.models.payment import ACTIVE_STATUSES, PaymentStatus
 from payments.services.gateway import get_provider
-from payments.services.payments import payment_apply_report
+from payments.services.payments import payment_apply_report, payments_apply_reports
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,11 @@ class PollResult:
 
 
 def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
-    """Bring every active payment up to date with NowPayments in as few requests as possible."""
+    """Bring every active payment up to date with NowPayments in as few requests as possible.
+
+    Pages of 500 from the list endpoint; each page's changes are applied in one database
+    transaction. Payments the list did not return get one status call each, up to a cap.
+    """
     result = PollResult()
     local = {
         str(pid): (status, paid, created)
@@ -52,6 +57,7 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
         return result
     provider = get_provider()
     seen: set[str] = set()
+    changed: list[ProviderPayment] = []
     if provider.config.has_jwt_credentials:
         oldest = min(created for _, _, created in local.values())
         date_from = (oldest - timedelta(days=1)).date().isoformat()
@@ -60,13 +66,15 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
         ):
             if report.payment_id not in local:
                 if report.parent_payment_id:
-                    _apply(report, result)  # a re-deposit: recorded for an operator
+                    _apply_one(report, result)  # a re-deposit: recorded for an operator
                 continue
             seen.add(report.payment_id)
             result.listed += 1
-            status, paid, _ = local[report.payment_id]
-            if _changed(report, status, paid):
-                result.applied += _apply(report, result)
+            if _changed(report, local[report.payment_id], result):
+                changed.append(report)
+            if len(changed) >= PAGE_SIZE:
+                _apply_batch(changed, result)
+                changed = []
     missing = [pid for pid in local if pid not in seen][:max_status_calls]
     for pid in missing:
         try:
@@ -76,9 +84,9 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
             logger.warning("status of provider payment %s not read: %s", pid, exc.code)
             continue
         result.status_calls += 1
-        status, paid, _ = local[pid]
-        if _changed(report, status, paid):
-            result.applied += _apply(report, result)
+        if _changed(report, local[pid], result):
+            changed.append(report)
+    _apply_batch(changed, result)
     logger.info("poll: %s", result.as_dict())
     return result
 
@@ -118,19 +126,27 @@ def payments_expire(*, limit: int = 200) -> dict[str, int]:
     return {"due": len(due), "checked": checked, "expired": expired, "errors": errors}
 
 
-def _changed(report: ProviderPayment, status: str, paid: object) -> bool:
+def _changed(report: ProviderPayment, known: tuple[str, Any, Any], result: PollResult) -> bool:
+    """Whether the report says something the local row does not (0 paid == nothing paid)."""
+    status, paid, _ = known
     try:
         ours = report.our_status
     except ProviderError:
-        return True  # let the apply step record the unknown status as an error
-    return ours != status or (report.actually_paid is not None and report.actually_paid != paid)
+        _apply_one(report, result)  # records the unknown status as an error, alone
+        return False
+    return ours != status or (report.actually_paid or 0) != (paid or 0)
 
 
-def _apply(report: ProviderPayment, result: PollResult) -> int:
+def _apply_batch(reports: list[ProviderPayment], result: PollResult) -> None:
+    if reports:
+        result.applied += payments_apply_reports(reports=reports, source="poll")["applied"]
+
+
+def _apply_one(report: ProviderPayment, result: PollResult) -> None:
     try:
         outcome = payment_apply_report(report=report, source="poll")
     except ProviderError as exc:
         result.errors += 1
         logger.warning("provider payment %s not applied: %s", report.payment_id, exc.code)
-        return 0
-    return 1 if outcome.outcome == "applied" else 0
+        return
+    result.applied += outcome.outcome == "applied"

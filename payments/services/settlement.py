@@ -19,15 +19,19 @@ from payments.services.payments import deposit_posting, payment_settle
 logger = logging.getLogger(__name__)
 
 
-def unsettled_payment_ids(*, limit: int = 5000) -> list[uuid.UUID]:
-    """Completed payments that have no DEPOSIT posting yet, oldest first."""
+def unsettled_payment_ids(*, limit: int = 50_000) -> list[uuid.UUID]:
+    """Completed payments that have no DEPOSIT posting yet, grouped by user.
+
+    Grouped so that a batch of them touches few balance rows, and concurrent batches rarely
+    wait on each other's locks.
+    """
     deposit = Transaction.objects.filter(
         payment_id=OuterRef("pk"), transaction_type=TransactionType.DEPOSIT
     )
     return list(
         Payment.objects.filter(status=PaymentStatus.COMPLETED)
         .filter(~Exists(deposit))
-        .order_by("completed_at")
+        .order_by("user_id", "completed_at")
         .values_list("pk", flat=True)[:limit]
     )
 

@@ -180,3 +180,22 @@ def test_the_sandbox_delivers_signed_ipns_that_settle_the_payment(
     assert ProviderEvent.objects.filter(payment=payment).count() >= 1
     assert deposits(payment) == 1
     assert requests.get(live_server.url + URL, timeout=5).status_code == 405
+
+
+def test_the_same_ipn_delivered_concurrently_is_applied_once(sandbox, payment):
+    from django.test import Client
+
+    from tests.payments.test_ledger_concurrency import run_threads
+
+    sandbox.control.complete(payment.provider_payment_id)
+    body = ipn_body(sandbox, payment, "finished")
+    answers: list[str] = []
+
+    def deliver(index: int) -> None:
+        answers.append(post(Client(), body).json()["status"])
+
+    assert run_threads(deliver, count=8) == []
+    assert sorted(answers) == ["duplicate"] * 7 + ["ok"]
+    event = ProviderEvent.objects.get()
+    assert event.deliveries == 8
+    assert deposits(payment) == 1

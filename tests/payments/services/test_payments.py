@@ -251,3 +251,35 @@ def test_a_redeposit_is_put_before_an_operator_not_credited(sandbox, usdt):
     assert UserBalance.objects.get(user=user).balance_usd == Decimal("25.00")
     payments_poll()
     assert LedgerDrift.objects.filter(kind="redeposit").count() == 1
+
+
+def test_a_batch_of_reports_follows_the_same_rules(sandbox, usdt):
+    from dataclasses import replace
+
+    user = UserFactory()
+    paying, finishing, done = (
+        service.payment_create(
+            user_id=user.pk, amount_usd=Decimal("10.00"), currency_code="USDTTRC20"
+        )
+        for _ in range(3)
+    )
+    sandbox.control.complete(done.provider_payment_id)
+    service.payment_refresh(payment_id=done.pk)
+    sandbox.control.pay(paying.provider_payment_id)
+    sandbox.control.complete(finishing.provider_payment_id)
+    provider = get_provider()
+    reports = [provider.get_payment_status(p.provider_payment_id) for p in (paying, finishing)]
+    late = replace(provider.get_payment_status(done.provider_payment_id), payment_status="sending")
+    counts = service.payments_apply_reports(reports=[*reports, late], source="test")
+    assert counts == {"applied": 2, "stale": 1, "unchanged": 0, "credited": 1}
+    statuses = dict(Payment.objects.values_list("pk", "status"))
+    assert [statuses[p.pk] for p in (paying, finishing, done)] == [
+        "confirming",
+        "completed",
+        "completed",
+    ]
+    assert Payment.objects.get(pk=finishing.pk).completed_at is not None
+    again = service.payments_apply_reports(reports=reports, source="test")
+    assert again == {"applied": 0, "stale": 0, "unchanged": 2, "credited": 0}
+    assert Transaction.objects.filter(transaction_type="deposit").count() == 2
+    assert UserBalance.objects.get(user=user).balance_usd == Decimal("20.00")
