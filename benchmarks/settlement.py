@@ -638,7 +638,7 @@ def main() -> int:
     print(
         f"\nunsettled_payment_ids({args.payments}) took {first['query_s'] * 1000:.0f} ms; "
         f"enqueueing {first['batches']} tasks took {first['enqueue_s'] * 1000:.0f} ms. "
-        "Note: the sweep task itself uses the default limit of 5000 per run."
+        "Note: the sweep task itself takes up to its default limit (50,000) per run."
     )
     if args.profile:
         print("\n== profile ==")
