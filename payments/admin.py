@@ -322,29 +322,6 @@ class WithdrawalRequestAdmin(AuditAdmin):
         if done:
             self.message_user(request, f"{done} withdrawal(s) {verb}.", level=messages.SUCCESS)
 
-    def _review(
-        self, request: HttpRequest, queryset: QuerySet[Any], action: Any, verb: str
-    ) -> None:
-        done = 0
-        for withdrawal in queryset.filter(
-            status__in=[WithdrawalStatus.PENDING, WithdrawalStatus.APPROVED]
-        ):
-            try:
-                action(withdrawal_id=withdrawal.pk, admin_user=request.user)
-            except PaymentsError as exc:
-                self.message_user(
-                    request,
-                    f"{withdrawal.internal_withdrawal_id}: {exc.message}",
-                    level=messages.ERROR,
-                )
-            else:
-                done += 1
-        skipped = queryset.count() - done
-        if done:
-            self.message_user(request, f"{done} withdrawal(s) {verb}.", level=messages.SUCCESS)
-        if skipped and not done:
-            self.message_user(request, f"No withdrawal was {verb}.", level=messages.WARNING)
-
 
 @admin.register(ProviderEvent)
 class ProviderEventAdmin(ReadOnlyAdmin):

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from payments.bulk import update_rows
 from payments.errors import ChainBroken, IdempotencyConflict, InsufficientFunds, InvalidAmount
 from payments.models import Transaction, UserBalance
 from payments.models.transaction import CREDIT_TYPES, DEBIT_TYPES, TransactionType
@@ -300,27 +301,30 @@ def _save_balances(balances: list[UserBalance]) -> None:
             balance._ledger_write = True  # type: ignore[attr-defined]
             balance.save(update_fields=_BALANCE_FIELDS)
         return
-    row = "(%s::bigint, %s::numeric, %s::bigint, %s::timestamptz, %s::numeric, %s::numeric)"
-    params: list[Any] = []
-    for b in balances:
-        params += [
-            b.user_id,
-            b.balance_usd,
-            b.transaction_count,
-            b.last_transaction_at,
-            b.total_deposited,
-            b.total_withdrawn,
-        ]
-    values = ", ".join([row] * len(balances))  # placeholders only; the data goes in params
-    sql = (
-        "UPDATE payments_userbalance AS b SET balance_usd = v.balance, "  # noqa: S608
-        "transaction_count = v.postings, last_transaction_at = v.at, updated_at = v.at, "
-        "total_deposited = v.deposited, total_withdrawn = v.withdrawn "
-        f"FROM (VALUES {values}) "
-        "AS v(user_id, balance, postings, at, deposited, withdrawn) WHERE b.user_id = v.user_id"
+    update_rows(
+        table="payments_userbalance",
+        key=("user_id", "bigint"),
+        columns=[
+            ("balance_usd", "numeric"),
+            ("transaction_count", "bigint"),
+            ("last_transaction_at", "timestamptz"),
+            ("updated_at", "timestamptz"),
+            ("total_deposited", "numeric"),
+            ("total_withdrawn", "numeric"),
+        ],
+        rows=[
+            (
+                b.user_id,
+                b.balance_usd,
+                b.transaction_count,
+                b.last_transaction_at,
+                b.updated_at,
+                b.total_deposited,
+                b.total_withdrawn,
+            )
+            for b in balances
+        ],
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _apply_to_balance(balance: UserBalance, txn: Transaction, now: Any) -> None:

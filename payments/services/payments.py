@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments import ledger
+from payments.bulk import update_rows
 from payments.config import get_public_base_url
 from payments.errors import (
     AmountBelowMinimum,
@@ -252,36 +253,40 @@ def _write_progress(payments: list[Payment]) -> None:
         for payment in payments:
             payment.save(update_fields=_PROGRESS_FIELDS)
         return
-    row = (
-        "(%s::uuid, %s, %s::timestamptz, %s::timestamptz, %s::numeric, %s::numeric, %s, %s, "
-        "%s::numeric, %s::jsonb, %s::timestamptz)"
+    update_rows(
+        table="payments_payment",
+        key=("id", "uuid"),
+        columns=[
+            ("status", "varchar"),
+            ("status_changed_at", "timestamptz"),
+            ("completed_at", "timestamptz"),
+            ("actual_amount", "numeric"),
+            ("actual_amount_usd", "numeric"),
+            ("transaction_hash", "varchar"),
+            ("pay_address", "varchar"),
+            ("pay_amount", "numeric"),
+            ("provider_data", "jsonb"),
+            ("provider_checked_at", "timestamptz"),
+            ("updated_at", "timestamptz"),
+        ],
+        rows=[
+            (
+                p.pk,
+                p.status,
+                p.status_changed_at,
+                p.completed_at,
+                p.actual_amount,
+                p.actual_amount_usd,
+                p.transaction_hash,
+                p.pay_address,
+                p.pay_amount,
+                json.dumps(p.provider_data, cls=DjangoJSONEncoder),
+                p.provider_checked_at,
+                p.updated_at,
+            )
+            for p in payments
+        ],
     )
-    params: list[Any] = []
-    for p in payments:
-        params += [
-            p.pk,
-            p.status,
-            p.status_changed_at,
-            p.completed_at,
-            p.actual_amount,
-            p.actual_amount_usd,
-            p.transaction_hash,
-            p.pay_address,
-            p.pay_amount,
-            json.dumps(p.provider_data, cls=DjangoJSONEncoder),
-            p.provider_checked_at,
-        ]
-    values = ", ".join([row] * len(payments))  # placeholders only; the data goes in params
-    sql = (
-        "UPDATE payments_payment AS p SET status = v.status, "  # noqa: S608
-        "status_changed_at = v.changed, completed_at = v.completed, actual_amount = v.paid, "
-        "actual_amount_usd = v.paid_usd, transaction_hash = v.hash, pay_address = v.address, "
-        "pay_amount = v.pay_amount, provider_data = v.data, provider_checked_at = v.checked, "
-        f"updated_at = v.checked FROM (VALUES {values}) AS v(id, status, changed, completed, "
-        "paid, paid_usd, hash, address, pay_amount, data, checked) WHERE p.id = v.id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _unknown_payment(report: ProviderPayment) -> ApplyResult:
