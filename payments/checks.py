@@ -38,3 +38,16 @@ def nowpayments_configured(app_configs: Any = None, **kwargs: Any) -> list[Check
             )
         )
     return problems
+
+
+@register(deploy=True)
+def secret_key_set(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Outside debug the site signs sessions and CSRF tokens with DJANGO_SECRET_KEY."""
+    if getattr(settings, "SECRET_KEY_MISSING", False):
+        return [
+            Error(
+                "DJANGO_SECRET_KEY is not set: the web process will refuse to start.",
+                id="payments.E004",
+            )
+        ]
+    return []

@@ -40,3 +40,38 @@ def test_payouts_without_credentials_and_ipns_without_a_secret(settings):
     settings.NOWPAYMENTS_EMAIL = ""
     settings.PAYMENTS_PAYOUTS_ENABLED = True
     assert ids(settings) == ["payments.W002", "payments.E003"]
+
+
+def test_a_missing_secret_key_is_a_deploy_error_and_stops_the_web_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "PYTEST_VERSION")}
+    env.update(DJANGO_DEBUG="0", NOWPAYMENTS_API_KEY="k", PAYMENTS_VAR_DIR=str(tmp_path))
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert check.returncode != 0
+    assert "payments.E004" in check.stderr
+    plain = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert plain.returncode == 0, plain.stderr
+    web = subprocess.run(
+        [sys.executable, "-c", "import project.wsgi"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert web.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in web.stderr
