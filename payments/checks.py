@@ -1,4 +1,8 @@
-"""Django system checks: a misconfigured payments app fails loudly at start-up (migrate, check)."""
+"""System checks of the payments app, run by `manage.py check --deploy`.
+
+The same rules stop the web and worker processes at start-up (``payments.config
+.require_configuration``), so a half-configured deploy never serves.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from payments.config import get_nowpayments_config, get_public_base_url
 from payments.errors import ConfigurationError
 
 
-@register()
+@register(deploy=True)
 def nowpayments_configured(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """An enabled payments app needs a usable NowPayments config; outside debug it is an error."""
     level = Warning if settings.DEBUG else Error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from urllib.parse import urlsplit
 
@@ -9,6 +10,8 @@ from django.conf import settings
 
 from payments.errors import ConfigurationError
 from payments.services.providers.nowpayments.config import DEFAULT_API_URL, NowPaymentsConfig
+
+logger = logging.getLogger(__name__)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -48,6 +51,21 @@ def get_nowpayments_config() -> NowPaymentsConfig:
         timeout=timeout,
         enabled=enabled,
     )
+
+
+def require_configuration() -> None:
+    """Raise ConfigurationError unless the payments settings can work (web and worker start-up).
+
+    In debug it only logs, so a local run without NowPayments still starts.
+    """
+    try:
+        get_nowpayments_config()
+        get_public_base_url()
+    except ConfigurationError as exc:
+        if settings.DEBUG:
+            logger.warning("payments are not fully configured: %s", exc.message)
+            return
+        raise
 
 
 def get_public_base_url() -> str | None:

@@ -10,6 +10,9 @@ application = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402 - after the app registry is ready
 
+from payments.config import require_configuration  # noqa: E402
+
+require_configuration()
 if settings.SECRET_KEY_MISSING:
     raise RuntimeError(
         "DJANGO_SECRET_KEY is not set. Set it to a long random string, "
