@@ -491,3 +491,26 @@ def collapsed_summary(path: Path, *, top: int = 25, focus: Sequence[str] = FOCUS
         "inclusive time (the frame anywhere in the stack; only frames of "
         f"{', '.join(focus)}):\n{listing(inclusive, focus)}"
     )
+
+
+# The sandbox's credentials for every benchmark that talks to it (nothing real).
+SANDBOX_CREDENTIALS = {
+    "api_key": "bench-api-key",
+    "email": "merchant@bench.local",
+    "password": "bench-password",
+    "totp_secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",  # 160-bit base32, sandbox only
+    "ipn_secret": "bench-ipn-secret",
+}
+
+
+def sandbox_settings(api_url: str) -> dict[str, str]:
+    """The NOWPAYMENTS_* environment that points product processes at the sandbox."""
+    c = SANDBOX_CREDENTIALS
+    return {
+        "NOWPAYMENTS_API_URL": api_url,
+        "NOWPAYMENTS_API_KEY": c["api_key"],
+        "NOWPAYMENTS_EMAIL": c["email"],
+        "NOWPAYMENTS_PASSWORD": c["password"],
+        "NOWPAYMENTS_TOTP_SECRET": c["totp_secret"],
+        "NOWPAYMENTS_IPN_SECRET": c["ipn_secret"],
+    }

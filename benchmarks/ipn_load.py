@@ -35,11 +35,8 @@ import harness
 
 DB_NAME = "bench_ipn"
 REDIS_INDEX = 14  # the test suite uses 7-9 and 13
-API_KEY = "bench-api-key"
-IPN_SECRET = "bench-ipn-secret"  # noqa: S105 - a benchmark's own secret
-EMAIL = "merchant@bench.local"
-PASSWORD = "bench-password"  # noqa: S105 - the sandbox's login
-TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - 160-bit base32, sandbox only
+API_KEY = harness.SANDBOX_CREDENTIALS["api_key"]
+IPN_SECRET = harness.SANDBOX_CREDENTIALS["ipn_secret"]
 WEBHOOK_PATH = "/payments/webhooks/nowpayments/"
 STEPS = ("confirming", "confirmed", "sending", "finished")
 P99_TARGET_MS = 50.0
@@ -471,21 +468,12 @@ def main() -> int:
     n_payments = payments_needed(args, total)
     with SandboxServer(
         port=0,
-        api_key=API_KEY,
-        email=EMAIL,
-        password=PASSWORD,
-        totp_secret=TOTP_SECRET,
-        ipn_secret=IPN_SECRET,
+        **harness.SANDBOX_CREDENTIALS,
     ) as sandbox:
         env = harness.product_env(
             db_url=db_url,
             redis_index=args.redis_db,
-            NOWPAYMENTS_API_URL=sandbox.api_url,
-            NOWPAYMENTS_API_KEY=API_KEY,
-            NOWPAYMENTS_EMAIL=EMAIL,
-            NOWPAYMENTS_PASSWORD=PASSWORD,
-            NOWPAYMENTS_TOTP_SECRET=TOTP_SECRET,
-            NOWPAYMENTS_IPN_SECRET=IPN_SECRET,
+            **harness.sandbox_settings(sandbox.api_url),
         )
         migrate_s = harness.migrate(env, logs)
         harness.setup_django({**env, "LOG_LEVEL": "WARNING"})

@@ -32,11 +32,8 @@ import harness
 
 DB_NAME = "bench_polling"
 REDIS_INDEX = 11  # the test suite uses 7-9 and 13
-API_KEY = "bench-api-key"
-EMAIL = "merchant@bench.local"
-PASSWORD = "bench-password"  # noqa: S105 - the sandbox's login, nothing real
-TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # noqa: S105 - 160-bit base32, sandbox only
-IPN_SECRET = "bench-ipn-secret"  # noqa: S105 - unused here, set as in production
+API_KEY = harness.SANDBOX_CREDENTIALS["api_key"]
+IPN_SECRET = harness.SANDBOX_CREDENTIALS["ipn_secret"]
 MAX_REQUESTS = 25
 MIN_SPEEDUP = 20.0
 
@@ -469,21 +466,12 @@ def main() -> int:
     harness.flush_redis(args.redis_db)
     with SandboxServer(
         port=0,
-        api_key=API_KEY,
-        email=EMAIL,
-        password=PASSWORD,
-        totp_secret=TOTP_SECRET,
-        ipn_secret="",
+        **{**harness.SANDBOX_CREDENTIALS, "ipn_secret": ""},
     ) as sandbox:
         env = harness.product_env(
             db_url=db_url,
             redis_index=args.redis_db,
-            NOWPAYMENTS_API_URL=sandbox.api_url,
-            NOWPAYMENTS_API_KEY=API_KEY,
-            NOWPAYMENTS_EMAIL=EMAIL,
-            NOWPAYMENTS_PASSWORD=PASSWORD,
-            NOWPAYMENTS_TOTP_SECRET=TOTP_SECRET,
-            NOWPAYMENTS_IPN_SECRET=IPN_SECRET,
+            **harness.sandbox_settings(sandbox.api_url),
             LOG_LEVEL="WARNING",
         )
         migrate_s = harness.migrate(env, logs)
