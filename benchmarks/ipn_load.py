@@ -101,7 +101,7 @@ def create_payments(count: int, sandbox: Any, rng: random.Random) -> dict[str, l
     from django.contrib.auth import get_user_model
 
     from payments.models import Currency, Payment
-    from payments.services.gateway import get_provider
+    from payments.services.providers.nowpayments.gateway import get_provider
     from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
     from sandbox import bodies, payment_flow
 

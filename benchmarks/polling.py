@@ -5,7 +5,7 @@ secret as Django's settings; N payments created there (``POST /v1/payment``) and
 as ``pending`` with their ``provider_payment_id``; then a fraction paid (-> confirming) and a
 fraction completed (-> finished) in the sandbox, so the poll has work to apply.
 
-* ours: ``payments.services.polling.payments_poll()`` (list endpoint, 500 per page, JWT).
+* ours: ``payments.services.deposits.payments_poll()`` (list endpoint, 500 per page, JWT).
 * baseline: for each active payment ``provider.get_payment_status(id)`` then
   ``payment_apply_report(report=..., source="status")``, on an identical reset local state.
   With ``--baseline-sample S`` < N it times a random sample of S payments and extrapolates
@@ -78,8 +78,8 @@ def create_payments(args: argparse.Namespace, sandbox: Any) -> tuple[dict[str, s
     from django.db import connection
 
     from payments.models import Currency, Payment
-    from payments.services import polling
-    from payments.services.gateway import get_provider
+    from payments.services import deposits as polling
+    from payments.services.providers.nowpayments.gateway import get_provider
 
     rng = random.Random(args.seed)
     user_model = get_user_model()
@@ -174,7 +174,7 @@ def reset_local(seed: str) -> None:
 
 def fresh_provider() -> None:
     """Forget this thread's client (HTTP session and JWT), so each run starts cold."""
-    from payments.services import gateway
+    from payments.services.providers.nowpayments import gateway
 
     cached = getattr(gateway._local, "provider", None)
     if cached is not None:
@@ -224,7 +224,7 @@ class Timed:
 
 
 def run_poll(sandbox: Any, seed: str, profile: bool = False) -> dict[str, Any]:
-    from payments.services import polling
+    from payments.services.deposits import poll as polling
     from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 
     reset_local(seed)
@@ -267,8 +267,8 @@ def run_poll(sandbox: Any, seed: str, profile: bool = False) -> dict[str, Any]:
 def run_per_payment(sandbox: Any, seed: str, sample: int, rng_seed: int) -> dict[str, Any]:
     from payments.models import Payment
     from payments.models.payment import ACTIVE_STATUSES
-    from payments.services.gateway import get_provider
-    from payments.services.payments import payment_apply_report
+    from payments.services.deposits import payment_apply_report
+    from payments.services.providers.nowpayments.gateway import get_provider
 
     reset_local(seed)
     fresh_provider()
@@ -318,8 +318,8 @@ def apply_statements(plan: dict[str, str]) -> str:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from payments.services import polling
-    from payments.services.gateway import get_provider
+    from payments.services import deposits as polling
+    from payments.services.providers.nowpayments.gateway import get_provider
 
     reset_local("warm")
     provider = get_provider()

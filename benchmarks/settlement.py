@@ -201,7 +201,7 @@ def run_worker(
 ) -> dict[str, Any]:
     from django.db import connection
 
-    from payments.services import settlement
+    from payments.services import deposits as settlement
     from project.celery import app
     from workers.tasks import SETTLE_BATCH, payments_settle_batch_task
 
@@ -447,7 +447,7 @@ def profile_in_process(k: int) -> str:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from payments.services import settlement
+    from payments.services import deposits as settlement
     from workers.tasks import SETTLE_BATCH
 
     def settle_all(ids: list[Any]) -> None:

@@ -247,7 +247,7 @@ class WithdrawalRequestAdmin(AuditAdmin):
 
     @admin.action(description="Approve selected withdrawals", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        from payments.services.payouts import payouts_enabled
+        from payments.services.withdrawals import payouts_enabled
         from workers.tasks import withdrawal_payout_send_task
 
         def approve(withdrawal: Any) -> None:

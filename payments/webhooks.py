@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from payments.errors import PaymentsError
 from payments.models import ProviderEvent
 from payments.models.event import EventOutcome
-from payments.services.payments import payment_apply_report
+from payments.services.deposits import payment_apply_report
 from payments.services.providers.nowpayments.signature import verify_ipn
 from payments.services.providers.nowpayments.types import ProviderPayment
 

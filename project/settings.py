@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from payments.envparse import env_bool, env_float, env_int, env_list
+from project.env import env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PAYMENTS_VAR_DIR", BASE_DIR / "var"))

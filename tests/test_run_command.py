@@ -260,7 +260,7 @@ DEPOSIT = """
 import json
 from decimal import Decimal
 from django.contrib.auth import get_user_model
-from payments.services.payments import payment_create
+from payments.services.deposits import payment_create
 demo = get_user_model().objects.get(username="demo")
 payment = payment_create(user_id=demo.pk, amount_usd=Decimal("25.00"), currency_code="USDTTRC20")
 print(json.dumps({"id": str(payment.pk), "provider_id": payment.provider_payment_id,

@@ -16,8 +16,8 @@ from typing import Any
 from celery import shared_task
 
 from payments.errors import ProviderUnavailable
-from payments.services import currencies, payments, payouts, polling, reconcile, settlement
-from payments.services.leases import run_periodic
+from payments.services import currencies, deposits, reconcile, withdrawals
+from workers.leases import run_periodic
 from workers.schedules import interval_of
 
 logger = logging.getLogger(__name__)
@@ -48,14 +48,14 @@ def _periodic(
 @shared_task(name="workers.payment_register")
 def payment_register_task(*, payment_id: str) -> str | None:
     """Create at NowPayments a payment made through the ORM (the seed's way)."""
-    payment = payments.payment_register(payment_id=uuid.UUID(payment_id))
+    payment = deposits.payment_register(payment_id=uuid.UUID(payment_id))
     return payment.provider_payment_id
 
 
 @shared_task(name="workers.payments_register_sweep")
 def payments_register_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
-        ids = payments.payments_awaiting_registration()
+        ids = deposits.payments_awaiting_registration()
         for payment_id in ids:
             payment_register_task.delay(payment_id=str(payment_id))
         return {"enqueued": len(ids)}
@@ -66,18 +66,18 @@ def payments_register_sweep_task() -> dict[str, Any]:
 @shared_task(name="workers.payments_poll", **PROVIDER_RETRY)
 def payments_poll_task() -> dict[str, Any]:
     return _periodic(
-        "workers.payments_poll", lambda: polling.payments_poll().as_dict(), max_runtime=300
+        "workers.payments_poll", lambda: deposits.payments_poll().as_dict(), max_runtime=300
     )
 
 
 @shared_task(name="workers.payment_refresh", **PROVIDER_RETRY)
 def payment_refresh_task(*, payment_id: str) -> str:
-    return payments.payment_refresh(payment_id=uuid.UUID(payment_id)).outcome
+    return deposits.payment_refresh(payment_id=uuid.UUID(payment_id)).outcome
 
 
 @shared_task(name="workers.payments_expire", **PROVIDER_RETRY)
 def payments_expire_task() -> dict[str, Any]:
-    return _periodic("workers.payments_expire", polling.payments_expire, max_runtime=300)
+    return _periodic("workers.payments_expire", deposits.payments_expire, max_runtime=300)
 
 
 # --- settlement ----------------------------------------------------------------------------
@@ -85,19 +85,19 @@ def payments_expire_task() -> dict[str, Any]:
 
 @shared_task(name="workers.payment_settle")
 def payment_settle_task(*, payment_id: str) -> int | None:
-    txn = payments.payment_settle(payment_id=uuid.UUID(payment_id))
+    txn = deposits.payment_settle(payment_id=uuid.UUID(payment_id))
     return txn.pk if txn is not None else None
 
 
 @shared_task(name="workers.payments_settle_batch")
 def payments_settle_batch_task(*, payment_ids: list[str]) -> int:
-    return settlement.payments_settle_many(payment_ids=[uuid.UUID(p) for p in payment_ids])
+    return deposits.payments_settle_many(payment_ids=[uuid.UUID(p) for p in payment_ids])
 
 
 @shared_task(name="workers.payments_settle_sweep")
 def payments_settle_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
-        ids = [str(p) for p in settlement.unsettled_payment_ids()]
+        ids = [str(p) for p in deposits.unsettled_payment_ids()]
         for start in range(0, len(ids), SETTLE_BATCH):
             payments_settle_batch_task.delay(payment_ids=ids[start : start + SETTLE_BATCH])
         return {"unsettled": len(ids)}
@@ -112,18 +112,18 @@ def payments_settle_sweep_task() -> dict[str, Any]:
 def withdrawal_payout_send_task(*, withdrawal_id: str) -> str:
     """Pay out one approved withdrawal through NowPayments (never retried: not idempotent at
     the provider; the payout sweep looks an unanswered one up instead)."""
-    return payouts.withdrawal_payout_send(withdrawal_id=uuid.UUID(withdrawal_id)).status
+    return withdrawals.withdrawal_payout_send(withdrawal_id=uuid.UUID(withdrawal_id)).status
 
 
 @shared_task(name="workers.withdrawals_payout_sweep")
 def withdrawals_payout_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
-        if not payouts.payouts_enabled():
+        if not withdrawals.payouts_enabled():
             return {"enabled": False}
-        sent = payouts.approved_withdrawal_ids()
+        sent = withdrawals.approved_withdrawal_ids()
         for withdrawal_id in sent:
             withdrawal_payout_send_task.delay(withdrawal_id=str(withdrawal_id))
-        return {"enabled": True, "sent": len(sent), **payouts.payouts_poll().as_dict()}
+        return {"enabled": True, "sent": len(sent), **withdrawals.payouts_poll().as_dict()}
 
     return _periodic("workers.withdrawals_payout_sweep", job, max_runtime=300)
 

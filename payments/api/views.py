@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from payments.api import serializers as s
 from payments.models import Currency, Payment, Transaction, UserBalance, WithdrawalRequest
-from payments.services import payments as payment_service
+from payments.services import deposits as payment_service
 from payments.services import withdrawals as withdrawal_service
 
 

@@ -122,7 +122,7 @@ class WithdrawalRequest(models.Model):
             return
         # The seed's ORM workflow (create, then set status and save) goes through the same
         # service as the admin and the API: the hold, the refund and every rule apply.
-        from payments.services import withdrawals
+        from payments.services.withdrawals import lifecycle as withdrawals
 
         if self._state.adding:
             withdrawals.withdrawal_create_from_instance(self)

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from payments.models import Currency
-from payments.services.gateway import get_provider
+from payments.services.providers.nowpayments.gateway import get_provider
 from payments.services.providers.nowpayments.types import FullCurrency
 
 logger = logging.getLogger(__name__)

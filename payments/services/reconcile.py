@@ -16,7 +16,7 @@ from django.utils import timezone
 from payments.models import LedgerDrift, ProviderEvent
 from payments.models.event import EventOutcome
 from payments.models.ops import DriftKind
-from payments.services.settlement import unsettled_payment_ids
+from payments.services.deposits.settle import unsettled_payment_ids
 
 logger = logging.getLogger(__name__)
 

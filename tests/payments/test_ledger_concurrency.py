@@ -211,8 +211,7 @@ def test_overlapping_settlement_batches_and_single_settles_credit_once():
     from django.utils import timezone
 
     from payments.models import Payment
-    from payments.services.payments import payment_settle
-    from payments.services.settlement import payments_settle_many
+    from payments.services.deposits import payment_settle, payments_settle_many
 
     currency = CurrencyFactory()
     users = [UserFactory() for _ in range(10)]

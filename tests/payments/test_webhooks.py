@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from payments.models import Payment, ProviderEvent, Transaction, UserBalance
-from payments.services import payments as service
+from payments.services import deposits as service
 from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
 from tests.conftest import IPN_SECRET
 from tests.factories import UserFactory

@@ -13,7 +13,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from payments.models import Payment, PeriodicRun, Transaction, UserBalance
-from payments.services import payments as service
+from payments.services import deposits as service
 from tests.factories import CurrencyFactory, UserFactory
 from tests.payments.test_ledger_concurrency import assert_ledger_consistent
 from tests.workers.processes import (

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from payments.errors import PaymentsError
 from payments.models import UserBalance
 from payments.services.currencies import currencies_sync
-from payments.services.gateway import get_provider
+from payments.services.providers.nowpayments.gateway import get_provider
 
 ADMIN_USERNAME = "admin"
 DEMO_USERNAME = "demo"

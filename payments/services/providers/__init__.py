@@ -1,1 +1,1 @@
-"""Payment providers (NowPayments); the configured client comes from payments.services.gateway."""
+"""Payment providers: NowPayments (its client, config, IPN signature and the configured gateway)."""

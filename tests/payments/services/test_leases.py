@@ -9,7 +9,7 @@ import pytest
 from django.db import connections
 
 from payments.models import PeriodicRun
-from payments.services.leases import exclusive_run, run_periodic
+from workers.leases import exclusive_run, run_periodic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

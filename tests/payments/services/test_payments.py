@@ -15,8 +15,8 @@ from payments.errors import (
 )
 from payments.models import Payment, Transaction, UserBalance
 from payments.models.event import EventOutcome
-from payments.services import payments as service
-from payments.services.gateway import get_provider
+from payments.services import deposits as service
+from payments.services.providers.nowpayments.gateway import get_provider
 from tests.factories import PaymentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -229,7 +229,7 @@ def test_register_during_an_outage_waits_for_the_retry_window(sandbox, usdt):
 
 def test_a_redeposit_is_put_before_an_operator_not_credited(sandbox, usdt):
     from payments.models import LedgerDrift
-    from payments.services.polling import payments_poll
+    from payments.services.deposits import payments_poll
 
     user = UserFactory()
     payment = service.payment_create(

@@ -10,7 +10,8 @@ from django.contrib.auth.models import Permission
 from payments import ledger
 from payments.errors import ProviderUnavailable
 from payments.models import LedgerDrift, Transaction, UserBalance, WithdrawalRequest
-from payments.services import payouts, withdrawals
+from payments.services import withdrawals
+from payments.services import withdrawals as payouts
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from payments.models import Payment, Transaction
-from payments.services import payments as service
-from payments.services.polling import payments_expire, payments_poll
+from payments.services import deposits as service
+from payments.services.deposits import payments_expire, payments_poll
 from tests.factories import PaymentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

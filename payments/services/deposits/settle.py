@@ -1,10 +1,11 @@
-"""The settlement safety net: find completed payments without a deposit and credit them."""
+"""The settlement routine: credit completed payments exactly once, in batches or one by one."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Iterable
+from dataclasses import asdict
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
@@ -14,7 +15,6 @@ from payments.errors import PaymentsError
 from payments.models import Payment, Transaction
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
-from payments.services.payments import deposit_posting, payment_settle
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +64,29 @@ def payments_settle_many(*, payment_ids: Iterable[uuid.UUID]) -> int:
     except (IntegrityError, PaymentsError):
         logger.warning("settlement batch of %s fell back to one by one", len(ids))
     return sum(payment_settle(payment_id=payment_id) is not None for payment_id in ids)
+
+
+@transaction.atomic
+def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
+    """Credit a completed payment exactly once; any other status credits nothing."""
+    payment = Payment.objects.select_for_update().get(pk=payment_id)
+    if payment.status != PaymentStatus.COMPLETED:
+        return None
+    return settle_locked(payment)
+
+
+def deposit_posting(payment: Payment) -> ledger.Posting:
+    """The one DEPOSIT posting a completed payment gets."""
+    return ledger.Posting(
+        user_id=payment.user_id,
+        kind=TransactionType.DEPOSIT,
+        amount_usd=payment.credited_amount_usd,
+        idempotency_key=f"payment:{payment.pk}:deposit",
+        description=f"Payment completed - {payment.internal_payment_id}",
+        metadata={"provider_payment_id": payment.provider_payment_id or ""},
+        payment_id=payment.pk,
+    )
+
+
+def settle_locked(payment: Payment) -> Transaction:
+    return ledger.post(**asdict(deposit_posting(payment)))

@@ -1,21 +1,23 @@
-"""Polling NowPayments: bulk status sync through the list endpoint, and expiry of stale payments."""
+"""Polling NowPayments: bulk status sync through the list endpoint, and one-payment refresh."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
-
 from payments.errors import ProviderError
 from payments.models import Payment
-from payments.models.payment import ACTIVE_STATUSES, PaymentStatus
-from payments.services.gateway import get_provider
-from payments.services.payments import payment_apply_report, payments_apply_reports
+from payments.models.event import EventOutcome
+from payments.models.payment import ACTIVE_STATUSES
+from payments.services.deposits.progress import (
+    ApplyResult,
+    payment_apply_report,
+    payments_apply_reports,
+)
+from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -23,8 +25,6 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 500
 # Payments the list did not return are checked one by one, at most this many per cycle.
 MAX_STATUS_CALLS = 50
-EXPIRY_GRACE = timedelta(minutes=10)
-UNREGISTERED_TTL = timedelta(days=1)
 
 
 @dataclass
@@ -91,41 +91,6 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
     return result
 
 
-def payments_expire(*, limit: int = 200) -> dict[str, int]:
-    """Expire pending payments past their expiry, after one last look at NowPayments."""
-    now = timezone.now()
-    due = list(
-        Payment.objects.filter(status=PaymentStatus.PENDING)
-        .filter(
-            Q(expires_at__lt=now - EXPIRY_GRACE)
-            | Q(provider_payment_id__isnull=True, created_at__lt=now - UNREGISTERED_TTL)
-        )
-        .values_list("pk", "provider_payment_id")[:limit]
-    )
-    expired = checked = errors = 0
-    for payment_id, provider_id in due:
-        if provider_id:
-            try:
-                report = get_provider().get_payment_status(provider_id)
-                payment_apply_report(report=report, source="expiry-check")
-                checked += 1
-            except ProviderError as exc:
-                # Not knowing is no reason to expire money that may be on its way.
-                errors += 1
-                logger.warning(
-                    "payment %s not expired: provider check failed (%s)", payment_id, exc.code
-                )
-                continue
-        with transaction.atomic():
-            payment = Payment.objects.select_for_update().get(pk=payment_id)
-            if payment.status == PaymentStatus.PENDING:
-                payment.status = PaymentStatus.EXPIRED
-                payment.save()
-                expired += 1
-                logger.info("payment %s expired", payment_id)
-    return {"due": len(due), "checked": checked, "expired": expired, "errors": errors}
-
-
 def _changed(report: ProviderPayment, known: tuple[str, Any, Any], result: PollResult) -> bool:
     """Whether the report says something the local row does not (0 paid == nothing paid)."""
     status, paid, _ = known
@@ -150,3 +115,15 @@ def _apply_one(report: ProviderPayment, result: PollResult) -> None:
         logger.warning("provider payment %s not applied: %s", report.payment_id, exc.code)
         return
     result.applied += outcome.outcome == "applied"
+
+
+def payment_refresh(*, payment_id: uuid.UUID) -> ApplyResult:
+    """Ask NowPayments for one payment's status and apply it."""
+    refuse_inside_transaction()
+    provider_id = (
+        Payment.objects.filter(pk=payment_id).values_list("provider_payment_id", flat=True).first()
+    )
+    if not provider_id:
+        return ApplyResult(outcome=EventOutcome.IGNORED, payment_id=payment_id)
+    report = get_provider().get_payment_status(provider_id)
+    return payment_apply_report(report=report, source="status")

@@ -22,10 +22,10 @@ from payments.errors import InvalidTransition, ProviderError, ProviderRejected
 from payments.models import LedgerDrift, WithdrawalRequest
 from payments.models.ops import DriftKind
 from payments.models.withdrawal import WithdrawalStatus
-from payments.services import withdrawals
-from payments.services.gateway import get_provider, refuse_inside_transaction
+from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 from payments.services.providers.nowpayments.types import PayoutRequest, PayoutWithdrawal
+from payments.services.withdrawals import lifecycle as withdrawals
 
 logger = logging.getLogger(__name__)
 
