@@ -45,10 +45,12 @@ def post(
 
     A replay with the same key and terms returns the existing row; with other terms it raises
     IdempotencyConflict. A debit that would overdraw raises InsufficientFunds and writes nothing.
+    ``expected_balance_after``, when given, must be what the posting makes the balance
+    (ChainBroken otherwise). It is ``post_many`` of one posting.
     """
-    txn = Transaction(
+    posting = Posting(
         user_id=user_id,
-        transaction_type=kind,
+        kind=kind,
         amount_usd=amount_usd,
         idempotency_key=idempotency_key,
         description=description,
@@ -56,7 +58,8 @@ def post(
         payment_id=payment_id,
         withdrawal_request_id=withdrawal_request_id,
     )
-    return _insert(txn, expected_balance_after=expected_balance_after)
+    expected = {} if expected_balance_after is None else {idempotency_key: expected_balance_after}
+    return _post([posting], expected_after=expected)[0]
 
 
 @dataclass(frozen=True)
@@ -81,19 +84,43 @@ def post_many(postings: Sequence[Posting]) -> list[Transaction]:
     whatever its size. Replays return the stored rows as ``post`` does; a conflicting replay or
     an overdraft anywhere raises and writes nothing.
     """
-    txns = [
-        Transaction(
-            user_id=p.user_id,
-            transaction_type=p.kind,
-            amount_usd=p.amount_usd,
-            idempotency_key=p.idempotency_key,
-            description=p.description,
-            metadata=p.metadata,
-            payment_id=p.payment_id,
-            withdrawal_request_id=p.withdrawal_request_id,
-        )
-        for p in postings
-    ]
+    return _post(postings, expected_after={})
+
+
+def record(txn: Transaction) -> Transaction:
+    """Post an unsaved Transaction built through the ORM (``Transaction.objects.create``).
+
+    ``balance_after``, when given, must continue the user's chain; the idempotency key defaults
+    to a fresh one, so each such call is its own posting. The stored row is copied back into
+    ``txn``, as a plain ``save()`` would leave it.
+    """
+    stored = post(
+        user_id=txn.user_id,
+        kind=txn.transaction_type,
+        amount_usd=txn.amount_usd,
+        idempotency_key=txn.idempotency_key or f"manual:{uuid.uuid4()}",
+        description=txn.description,
+        metadata=txn.metadata,
+        payment_id=txn.payment_id,
+        withdrawal_request_id=txn.withdrawal_request_id,
+        expected_balance_after=txn.balance_after,
+    )
+    txn.__dict__.update(
+        {f.attname: getattr(stored, f.attname) for f in stored._meta.concrete_fields}
+    )
+    txn._state.adding = False
+    txn._state.db = stored._state.db
+    return txn
+
+
+# A posting that loses an insert race (its key, or its payment's one deposit, committed by a
+# concurrent transaction of another user) is retried this often; the retry finds it stored.
+_RACE_RETRIES = 3
+
+
+def _post(postings: Sequence[Posting], *, expected_after: dict[str, Decimal]) -> list[Transaction]:
+    """The one core of ``post`` and ``post_many``: validate, then write under the users' locks."""
+    txns = [_transaction_of(p) for p in postings]
     for txn in txns:
         _validate(txn)
     keys = [txn.idempotency_key for txn in txns]
@@ -101,101 +128,108 @@ def post_many(postings: Sequence[Posting]) -> list[Transaction]:
         raise IdempotencyConflict("One batch names the same idempotency key twice.")
     if not txns:
         return []
+    for attempt in range(1, _RACE_RETRIES + 1):
+        try:
+            with transaction.atomic():
+                return _post_locked(txns, expected_after)
+        except IntegrityError:
+            # The savepoint rolled back, so nothing of ours was written; under the users'
+            # locks the next attempt sees the committed winner and replays or refuses it.
+            if attempt == _RACE_RETRIES:
+                raise
+            logger.info("ledger: insert race on %s, retrying (attempt %s)", keys[:3], attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _transaction_of(p: Posting) -> Transaction:
+    return Transaction(
+        user_id=p.user_id,
+        transaction_type=p.kind,
+        amount_usd=p.amount_usd,
+        idempotency_key=p.idempotency_key,
+        description=p.description,
+        metadata=p.metadata,
+        payment_id=p.payment_id,
+        withdrawal_request_id=p.withdrawal_request_id,
+    )
+
+
+def _post_locked(txns: list[Transaction], expected_after: dict[str, Decimal]) -> list[Transaction]:
     now = timezone.now()
-    with transaction.atomic():
-        credited = sorted({t.user_id for t in txns if t.amount_usd > 0})
-        UserBalance.objects.bulk_create(
-            [UserBalance(user_id=user_id) for user_id in credited], ignore_conflicts=True
+    credited = sorted({t.user_id for t in txns if t.amount_usd > 0})
+    UserBalance._base_manager.bulk_create(
+        [UserBalance(user_id=user_id) for user_id in credited], ignore_conflicts=True
+    )
+    balances = {
+        b.user_id: b
+        for b in UserBalance._base_manager.select_for_update()
+        .filter(user_id__in={t.user_id for t in txns})
+        .order_by("user_id")
+    }
+    # Under the users' locks: a posting of any of these keys, if any, is committed and visible.
+    stored = {
+        t.idempotency_key: t
+        for t in Transaction.objects.filter(idempotency_key__in=[t.idempotency_key for t in txns])
+    }
+    _refuse_second_deposits([t for t in txns if t.idempotency_key not in stored])
+    fresh: list[Transaction] = []
+    for txn in txns:
+        if txn.idempotency_key in stored:
+            _check_same_terms(stored[txn.idempotency_key], txn)
+            continue
+        balance = balances.get(txn.user_id)
+        current = balance.balance_usd if balance is not None else Decimal("0.00")
+        new_balance = current + txn.amount_usd
+        if balance is None or new_balance < 0:
+            raise InsufficientFunds(
+                f"Balance {current} USD does not cover a debit of {-txn.amount_usd} USD.",
+                user_id=txn.user_id,
+            )
+        expected = expected_after.get(txn.idempotency_key)
+        if expected is not None and expected != new_balance:
+            raise ChainBroken(
+                f"balance_after {expected} does not continue the ledger: "
+                f"the balance is {current} and this posting makes it {new_balance}.",
+                user_id=txn.user_id,
+            )
+        txn.sequence = balance.transaction_count + 1
+        txn.balance_after = new_balance
+        _move_balance(balance, txn, now)
+        fresh.append(txn)
+    # Rows of one user go in sequence order: the chain trigger checks each against the last.
+    Transaction._base_manager.bulk_create(fresh)
+    _save_balances([balances[user_id] for user_id in sorted({t.user_id for t in fresh})])
+    for txn in fresh:
+        logger.info(
+            "ledger posting user=%s seq=%s type=%s amount=%s key=%s",
+            txn.user_id,
+            txn.sequence,
+            txn.transaction_type,
+            txn.amount_usd,
+            txn.idempotency_key,
         )
-        balances = {
-            b.user_id: b
-            for b in UserBalance.objects.select_for_update()
-            .filter(user_id__in={t.user_id for t in txns})
-            .order_by("user_id")
-        }
-        stored = {
-            t.idempotency_key: t for t in Transaction.objects.filter(idempotency_key__in=keys)
-        }
-        fresh: list[Transaction] = []
-        for txn in txns:
-            if txn.idempotency_key in stored:
-                _check_same_terms(stored[txn.idempotency_key], txn)
-                continue
-            balance = balances.get(txn.user_id)
-            current = balance.balance_usd if balance is not None else Decimal("0.00")
-            if balance is None or current + txn.amount_usd < 0:
-                raise InsufficientFunds(
-                    f"Balance {current} USD does not cover a debit of {-txn.amount_usd} USD.",
-                    user_id=txn.user_id,
-                )
-            txn.sequence = balance.transaction_count + 1
-            txn.balance_after = current + txn.amount_usd
-            _move_balance(balance, txn, now)
-            fresh.append(txn)
-        # Rows of one user go in sequence order: the chain trigger checks each against the last.
-        Transaction._base_manager.bulk_create(fresh)
-        _save_balances([balances[user_id] for user_id in sorted({t.user_id for t in fresh})])
-    logger.info("ledger batch: %s posted, %s replayed", len(fresh), len(txns) - len(fresh))
     return [stored.get(t.idempotency_key, t) for t in txns]
 
 
-def record(txn: Transaction) -> Transaction:
-    """Post an unsaved Transaction built through the ORM (``Transaction.objects.create``).
-
-    ``balance_after``, when given, must continue the user's chain; the idempotency key defaults
-    to a fresh one, so each such call is its own posting.
-    """
-    if not txn.idempotency_key:
-        txn.idempotency_key = f"manual:{uuid.uuid4()}"
-    expected = txn.balance_after
-    txn.balance_after = None  # type: ignore[assignment]
-    return _insert(txn, expected_balance_after=expected)
-
-
-def _insert(txn: Transaction, *, expected_balance_after: Decimal | None) -> Transaction:
-    _validate(txn)
-    try:
-        with transaction.atomic():
-            balance = _lock_balance(txn.user_id, create=txn.amount_usd > 0)
-            # Under the user's lock: a posting of this key, if any, is committed and visible.
-            existing = _existing(txn, by_payment=False)
-            if existing is not None:
-                return existing
-            current = balance.balance_usd if balance is not None else Decimal("0.00")
-            new_balance = current + txn.amount_usd
-            if balance is None or new_balance < 0:
-                raise InsufficientFunds(
-                    f"Balance {current} USD does not cover a debit of {-txn.amount_usd} USD.",
-                    user_id=txn.user_id,
-                )
-            if expected_balance_after is not None and expected_balance_after != new_balance:
-                raise ChainBroken(
-                    f"balance_after {expected_balance_after} does not continue the ledger: "
-                    f"the balance is {current} and this posting makes it {new_balance}.",
-                    user_id=txn.user_id,
-                )
-            now = timezone.now()
-            txn.sequence = balance.transaction_count + 1
-            txn.balance_after = new_balance
-            txn._ledger_write = True  # type: ignore[attr-defined]
-            txn.save(force_insert=True)
-            _apply_to_balance(balance, txn, now)
-    except IntegrityError:
-        # The key (or the payment's one deposit) was taken by a concurrent posting of
-        # another user; the savepoint rolled back, so nothing of ours was written.
-        existing = _existing(txn)
-        if existing is None:
-            raise
-        return existing
-    logger.info(
-        "ledger posting user=%s seq=%s type=%s amount=%s key=%s",
-        txn.user_id,
-        txn.sequence,
-        txn.transaction_type,
-        txn.amount_usd,
-        txn.idempotency_key,
+def _refuse_second_deposits(txns: list[Transaction]) -> None:
+    """A deposit for a payment already credited under another key is a conflict (the database
+    refuses a second one anyway; this names the cause)."""
+    payment_ids = [
+        t.payment_id
+        for t in txns
+        if t.transaction_type == TransactionType.DEPOSIT and t.payment_id is not None
+    ]
+    if not payment_ids:
+        return
+    found = (
+        Transaction.objects.filter(
+            payment_id__in=payment_ids, transaction_type=TransactionType.DEPOSIT
+        )
+        .values_list("payment_id", "idempotency_key")
+        .first()
     )
-    return txn
+    if found is not None:
+        raise IdempotencyConflict(f"Payment {found[0]} is already credited by {found[1]}.")
 
 
 def _validate(txn: Transaction) -> None:
@@ -215,35 +249,6 @@ def _validate(txn: Transaction) -> None:
         raise InvalidAmount("Every posting needs an idempotency key.")
 
 
-def _existing(txn: Transaction, *, by_payment: bool = True) -> Transaction | None:
-    """The posting already made under this key (checked against the new terms), if any.
-
-    With ``by_payment``, a deposit for the same payment under another key is a conflict too
-    (the database refuses a second one anyway; this names the cause).
-    """
-    found = Transaction.objects.filter(idempotency_key=txn.idempotency_key).first()
-    if found is None:
-        if (
-            by_payment
-            and txn.transaction_type == TransactionType.DEPOSIT
-            and txn.payment_id is not None
-        ):
-            found = Transaction.objects.filter(
-                payment_id=txn.payment_id, transaction_type=TransactionType.DEPOSIT
-            ).first()
-            if found is not None:
-                raise IdempotencyConflict(
-                    f"Payment {txn.payment_id} is already credited by {found.idempotency_key}."
-                )
-        return None
-    _check_same_terms(found, txn)
-    # Hand the stored row back through the caller's object, as a fresh insert would.
-    txn.__dict__.update({f.attname: getattr(found, f.attname) for f in found._meta.concrete_fields})
-    txn._state.adding = False
-    txn._state.db = found._state.db
-    return txn
-
-
 def _check_same_terms(found: Transaction, txn: Transaction) -> None:
     same = (
         found.user_id == txn.user_id
@@ -257,15 +262,6 @@ def _check_same_terms(found: Transaction, txn: Transaction) -> None:
             f"Idempotency key {txn.idempotency_key!r} was already used for "
             f"{found.transaction_type} {found.amount_usd} USD of user {found.user_id}."
         )
-
-
-def _lock_balance(user_id: int, *, create: bool) -> UserBalance | None:
-    locked = UserBalance.objects.select_for_update()
-    balance = locked.filter(user_id=user_id).first()
-    if balance is None and create:
-        UserBalance.objects.bulk_create([UserBalance(user_id=user_id)], ignore_conflicts=True)
-        balance = locked.get(user_id=user_id)
-    return balance
 
 
 _BALANCE_FIELDS = [
@@ -298,8 +294,9 @@ def _save_balances(balances: list[UserBalance]) -> None:
         return
     if connection.vendor != "postgresql":
         for balance in balances:
-            balance._ledger_write = True  # type: ignore[attr-defined]
-            balance.save(update_fields=_BALANCE_FIELDS)
+            UserBalance._base_manager.filter(pk=balance.pk).update(
+                **{name: getattr(balance, name) for name in _BALANCE_FIELDS}
+            )
         return
     update_rows(
         table="payments_userbalance",
@@ -325,9 +322,3 @@ def _save_balances(balances: list[UserBalance]) -> None:
             for b in balances
         ],
     )
-
-
-def _apply_to_balance(balance: UserBalance, txn: Transaction, now: Any) -> None:
-    _move_balance(balance, txn, now)
-    balance._ledger_write = True  # type: ignore[attr-defined]
-    balance.save(update_fields=_BALANCE_FIELDS)
