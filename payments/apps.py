@@ -9,4 +9,6 @@ class PaymentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from payments import checks  # noqa: F401 - registers the system checks
+        from payments import checks, orm_compat  # noqa: F401 - checks registers system checks
+
+        orm_compat.connect()

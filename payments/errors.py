@@ -130,3 +130,13 @@ class ProviderRejected(ProviderError):
         body = super().as_dict()
         body["provider_code"] = self.provider_code
         return body
+
+
+class UnknownProviderStatus(ProviderError):
+    """NowPayments reported a status this client does not know; it refuses to guess."""
+
+    code = "unknown_provider_status"
+
+    def __init__(self, message: str = "", *, provider_status: str = "", **context: object) -> None:
+        super().__init__(message, **context)
+        self.provider_status = provider_status

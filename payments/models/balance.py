@@ -14,7 +14,35 @@ from payments.money import format_usd
 ZERO = Decimal("0.00")
 
 
+_CACHE_MESSAGE = "A balance is computed from the ledger; post a Transaction to change it."
+
+
+class UserBalanceQuerySet(models.QuerySet["UserBalance"]):
+    """Balances change only through payments.ledger (which writes through ``_base_manager``)."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise ValidationError(_CACHE_MESSAGE)
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise ValidationError(_CACHE_MESSAGE)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Balances are kept for the audit trail and cannot be deleted.")
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[UserBalance]:
+        objs = list(objs)
+        if any(
+            o.balance_usd or o.transaction_count or o.total_deposited or o.total_withdrawn
+            for o in objs
+        ):
+            raise ValidationError("A new balance starts at zero; post a Transaction to fund it.")
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class UserBalanceManager(models.Manager["UserBalance"]):
+    def get_queryset(self) -> UserBalanceQuerySet:
+        return UserBalanceQuerySet(self.model, using=self._db)
+
     def get_or_create_for_user(self, user: Any) -> UserBalance:
         """The user's balance row, created empty if the user has none yet."""
         self.bulk_create([self.model(user_id=user.pk)], ignore_conflicts=True)
@@ -54,10 +82,8 @@ class UserBalance(models.Model):
         return f"{self.user} {self.balance_display}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding and not getattr(self, "_ledger_write", False):
-            raise ValidationError(
-                "A balance is computed from the ledger; post a Transaction to change it."
-            )
+        if not self._state.adding:
+            raise ValidationError(_CACHE_MESSAGE)
         if self._state.adding and (self.balance_usd or self.transaction_count):
             raise ValidationError("A new balance starts at zero; post a Transaction to fund it.")
         super().save(*args, **kwargs)

@@ -1,9 +1,12 @@
-"""Pieces shared by the payments models: provider choices and id generation."""
+"""Pieces shared by the payments models: provider choices, id generation, ORM handlers."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
@@ -26,3 +29,23 @@ def status_check(
         condition=models.Q(**{f"{field}__in": choices.values}),
         name=name,
     )
+
+
+# The seed's ORM entry points (``Transaction.objects.create``, ``WithdrawalRequest.save``,
+# ``Payment.save`` after a status change) must run the services' rules, but models import
+# nothing above them: ``payments.orm_compat`` connects a handler to each name at ready().
+_ORM_HANDLERS: dict[str, Callable[..., Any]] = {}
+
+
+def connect_orm_handler(name: str, handler: Callable[..., Any]) -> None:
+    _ORM_HANDLERS[name] = handler
+
+
+def orm_handler(name: str) -> Callable[..., Any]:
+    try:
+        return _ORM_HANDLERS[name]
+    except KeyError:
+        raise ImproperlyConfigured(
+            f"The payments app is not ready: no handler for {name!r}. "
+            "Is 'payments' in INSTALLED_APPS?"
+        ) from None

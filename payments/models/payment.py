@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
-from payments.models.common import Provider, generate_public_id, status_check
+from payments.models.common import Provider, generate_public_id, orm_handler, status_check
 from payments.money import format_usd
 
 
@@ -29,24 +29,23 @@ class PaymentStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-# Progress of a live payment; a status may only move to a higher rank or to a final status.
-_RANK = {
-    PaymentStatus.PENDING: 0,
-    PaymentStatus.CONFIRMING: 1,
-    PaymentStatus.CONFIRMED: 2,
-    PaymentStatus.PARTIALLY_PAID: 3,
-    PaymentStatus.COMPLETED: 4,
+# The status machine as data (DESIGN.md §5): forward only, nothing out of a final status.
+# PostgreSQL enforces the same table (migration 0007); a test checks that the two agree.
+_S = PaymentStatus
+_CLOSING = frozenset({_S.COMPLETED, _S.FAILED, _S.EXPIRED, _S.REFUNDED, _S.CANCELLED})
+PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    _S.PENDING: frozenset({_S.CONFIRMING, _S.CONFIRMED, _S.PARTIALLY_PAID}) | _CLOSING,
+    _S.CONFIRMING: frozenset({_S.CONFIRMED, _S.PARTIALLY_PAID}) | _CLOSING,
+    _S.CONFIRMED: frozenset({_S.PARTIALLY_PAID}) | _CLOSING,
+    _S.PARTIALLY_PAID: _CLOSING,
+    _S.COMPLETED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.EXPIRED: frozenset(),
+    _S.REFUNDED: frozenset(),
+    _S.CANCELLED: frozenset(),
 }
-FINAL_STATUSES = frozenset(
-    {
-        PaymentStatus.COMPLETED,
-        PaymentStatus.FAILED,
-        PaymentStatus.EXPIRED,
-        PaymentStatus.REFUNDED,
-        PaymentStatus.CANCELLED,
-    }
-)
-ACTIVE_STATUSES = frozenset(set(PaymentStatus) - FINAL_STATUSES)
+FINAL_STATUSES = frozenset(status for status, nexts in PAYMENT_TRANSITIONS.items() if not nexts)
+ACTIVE_STATUSES = frozenset(s for s in PaymentStatus.values if s not in FINAL_STATUSES)
 
 _STATUS_COLORS = {
     PaymentStatus.PENDING: "warning",
@@ -62,14 +61,36 @@ _STATUS_COLORS = {
 
 
 def can_move(old: str, new: str) -> bool:
-    """Whether a payment may go from status old to status new (forward only)."""
-    if old == new:
-        return True
-    if old in FINAL_STATUSES:
-        return False
-    if new in FINAL_STATUSES and new != PaymentStatus.COMPLETED:
-        return True
-    return _RANK[PaymentStatus(new)] > _RANK[PaymentStatus(old)]
+    """Whether a payment may go from status old to status new (staying put is no move)."""
+    return old == new or new in PAYMENT_TRANSITIONS.get(old, frozenset())
+
+
+# Fixed at creation: changing them would credit another amount, asset or user.
+FROZEN_FIELDS = ("user_id", "amount_usd", "currency_id", "internal_payment_id")
+
+_CONTRACT_MESSAGE = (
+    "A payment's status, amount, currency and user change only through "
+    "payments.services.deposits (or payment.save(), which goes through it)."
+)
+
+
+class PaymentQuerySet(models.QuerySet["Payment"]):
+    """Bulk writes of what the status machine owns would skip its rules: refused."""
+
+    _GUARDED = frozenset({"status", "user", "currency", *FROZEN_FIELDS})
+
+    def update(self, **kwargs: Any) -> int:
+        if self._GUARDED & set(kwargs):
+            raise ValidationError(_CONTRACT_MESSAGE)
+        return super().update(**kwargs)
+
+    def bulk_update(self, objs: Any, fields: Any, *args: Any, **kwargs: Any) -> int:
+        if self._GUARDED & set(fields):
+            raise ValidationError(_CONTRACT_MESSAGE)
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Payments are kept for the audit trail.")
 
 
 class Payment(models.Model):
@@ -112,6 +133,8 @@ class Payment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = PaymentQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -142,21 +165,17 @@ class Payment(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.internal_payment_id:
             self.internal_payment_id = generate_public_id("PAY")
-        old = self._loaded_status
-        if old is not None and old != self.status:
-            if not can_move(old, self.status):
-                raise ValidationError(
-                    f"Payment {self.internal_payment_id} cannot move from {old} to {self.status}."
-                )
-            self.status_changed_at = timezone.now()
-            if "update_fields" in kwargs and kwargs["update_fields"] is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "status_changed_at"}
-        if self.status == PaymentStatus.COMPLETED and self.completed_at is None:
-            self.completed_at = timezone.now()
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "completed_at"}
-        super().save(*args, **kwargs)
+        if self._state.adding:
+            super().save(*args, **kwargs)
+        else:
+            # A change of an existing payment (the seed's "update status manually" and its
+            # provider snippet) runs the deposits status machine (payments.orm_compat): a
+            # NowPayments status name is mapped, the move is checked, a completion is settled.
+            orm_handler("payment.save")(self, previous_status=self._loaded_status)
         self._loaded_status = self.status
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValidationError("Payments are kept for the audit trail.")
 
     # --- derived values the seed names --------------------------------------------------
 

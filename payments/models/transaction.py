@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
-from payments.models.common import status_check
+from payments.models.common import orm_handler, status_check
 from payments.money import format_usd_signed
 
 IMMUTABLE_MESSAGE = (
@@ -133,14 +133,9 @@ class Transaction(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ValidationError(IMMUTABLE_MESSAGE)
-        if not getattr(self, "_ledger_write", False):
-            # Transaction(...).save() and Transaction.objects.create(...) go through the
-            # locked ledger path, which fills sequence and checks balance_after.
-            from payments import ledger
-
-            ledger.record(self)
-            return
-        super().save(*args, **kwargs)
+        # Transaction(...).save() and Transaction.objects.create(...) go through the locked
+        # ledger path (payments.orm_compat), which fills sequence and checks balance_after.
+        orm_handler("transaction.create")(self)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError(IMMUTABLE_MESSAGE)

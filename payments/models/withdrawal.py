@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from payments.models.common import generate_public_id, status_check
+from payments.models.common import generate_public_id, orm_handler, status_check
 from payments.money import format_usd
 
 
@@ -40,6 +41,28 @@ WITHDRAWAL_TRANSITIONS: dict[str, frozenset[str]] = {
 REFUNDED_STATUSES = frozenset(
     {WithdrawalStatus.REJECTED, WithdrawalStatus.CANCELLED, WithdrawalStatus.FAILED}
 )
+
+
+_SERVICE_MESSAGE = (
+    "Withdrawal requests change only through their lifecycle: create them one by one and "
+    "save them (or call payments.services.withdrawals), so the hold and the rules apply."
+)
+
+
+class WithdrawalRequestQuerySet(models.QuerySet["WithdrawalRequest"]):
+    """Bulk writes would skip the hold, the refund and the transition rules: refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise ValidationError(_SERVICE_MESSAGE)
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise ValidationError(_SERVICE_MESSAGE)
+
+    def bulk_create(self, *args: Any, **kwargs: Any) -> list[WithdrawalRequest]:
+        raise ValidationError(_SERVICE_MESSAGE)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValidationError("Withdrawal requests are kept for the audit trail.")
 
 
 class WithdrawalRequest(models.Model):
@@ -83,6 +106,8 @@ class WithdrawalRequest(models.Model):
     cancelled_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = WithdrawalRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "created_at"], name="withdrawal_status_created")]
@@ -116,18 +141,14 @@ class WithdrawalRequest(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.internal_withdrawal_id:
             self.internal_withdrawal_id = generate_public_id("WD")
-        if getattr(self, "_service_write", False):
-            super().save(*args, **kwargs)
-            self._loaded_status = self.status
-            return
         # The seed's ORM workflow (create, then set status and save) goes through the same
-        # service as the admin and the API: the hold, the refund and every rule apply.
-        from payments.services.withdrawals import lifecycle as withdrawals
-
+        # lifecycle as the admin and the API (payments.orm_compat): the hold, the refund and
+        # every rule apply.
         if self._state.adding:
-            withdrawals.withdrawal_create_from_instance(self)
+            orm_handler("withdrawal.create")(self)
         else:
-            withdrawals.withdrawal_save_instance(self, previous_status=self._loaded_status)
+            orm_handler("withdrawal.save")(self, previous_status=self._loaded_status)
+        self._loaded_status = self.status
 
     @classmethod
     def from_db(cls, db: Any, field_names: Any, values: Any) -> WithdrawalRequest:
@@ -136,8 +157,6 @@ class WithdrawalRequest(models.Model):
         return instance
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError("Withdrawal requests are kept for the audit trail.")
 
     @property

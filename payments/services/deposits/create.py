@@ -23,6 +23,7 @@ from payments.models import Currency, Payment
 from payments.models.common import generate_public_id
 from payments.models.payment import PaymentStatus
 from payments.money import CENT, is_cents
+from payments.services.deposits.progress import payment_move
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.types import ProviderPayment
 
@@ -87,7 +88,7 @@ def payment_register(*, payment_id: uuid.UUID) -> Payment:
     refuse_inside_transaction()
     now = timezone.now()
     claimed = (
-        Payment.objects.filter(
+        Payment._base_manager.filter(
             pk=payment_id, provider_payment_id__isnull=True, status=PaymentStatus.PENDING
         )
         .filter(
@@ -110,18 +111,22 @@ def payment_register(*, payment_id: uuid.UUID) -> Payment:
     except (AmountBelowMinimum, CurrencyUnavailable, ProviderRejected) as exc:
         # NowPayments will never accept it as it stands: fail it visibly.
         with transaction.atomic():
-            payment = Payment.objects.select_for_update().get(pk=payment_id)
+            payment = Payment._base_manager.select_for_update().get(pk=payment_id)
             if payment.status == PaymentStatus.PENDING and not payment.provider_payment_id:
-                payment.status = PaymentStatus.FAILED
-                payment.provider_error = f"{exc.code}: {exc.message}"[:500]
-                payment.save()
+                payment = payment_move(
+                    payment_id=payment_id,
+                    status=PaymentStatus.FAILED,
+                    reason=f"{exc.code}: {exc.message}",
+                )
         logger.warning("payment id=%s could not be registered: %s", payment_id, exc.code)
         return payment
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().get(pk=payment_id)
+        payment = Payment._base_manager.select_for_update().get(pk=payment_id)
         if payment.provider_payment_id is None:
             _copy_creation(payment, report, timezone.now())
-            payment.save()
+            Payment._base_manager.filter(pk=payment_id).update(
+                **{name: getattr(payment, name) for name in _CREATION_FIELDS}
+            )
     logger.info("payment registered id=%s provider_id=%s", payment.pk, payment.provider_payment_id)
     return payment
 
@@ -194,6 +199,19 @@ def _ipn_callback_url() -> str | None:
     return base + reverse("payments:nowpayments-ipn")
 
 
+_CREATION_FIELDS = (
+    "provider_payment_id",
+    "pay_address",
+    "pay_extra_id",
+    "pay_amount",
+    "expires_at",
+    "provider_data",
+    "provider_checked_at",
+    "provider_error",
+    "updated_at",
+)
+
+
 def _copy_creation(payment: Payment, report: ProviderPayment, now: object) -> None:
     payment.provider_payment_id = report.payment_id
     payment.pay_address = report.pay_address or ""
@@ -202,4 +220,5 @@ def _copy_creation(payment: Payment, report: ProviderPayment, now: object) -> No
     payment.expires_at = report.valid_until or report.expiration_estimate_date
     payment.provider_data = dict(report.raw)
     payment.provider_checked_at = now  # type: ignore[assignment]
+    payment.updated_at = now  # type: ignore[assignment]
     payment.provider_error = ""

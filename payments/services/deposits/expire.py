@@ -12,7 +12,7 @@ from django.utils import timezone
 from payments.errors import ProviderError
 from payments.models import Payment
 from payments.models.payment import PaymentStatus
-from payments.services.deposits.progress import payment_apply_report
+from payments.services.deposits.progress import payment_apply_report, payment_move
 from payments.services.providers.nowpayments.gateway import get_provider
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,9 @@ def payments_expire(*, limit: int = 200) -> dict[str, int]:
                 )
                 continue
         with transaction.atomic():
-            payment = Payment.objects.select_for_update().get(pk=payment_id)
+            payment = Payment._base_manager.select_for_update().get(pk=payment_id)
             if payment.status == PaymentStatus.PENDING:
-                payment.status = PaymentStatus.EXPIRED
-                payment.save()
+                payment_move(payment_id=payment_id, status=PaymentStatus.EXPIRED)
                 expired += 1
                 logger.info("payment %s expired", payment_id)
     return {"due": len(due), "checked": checked, "expired": expired, "errors": errors}

@@ -17,6 +17,7 @@ from payments.services.deposits.progress import (
     payment_apply_report,
     payments_apply_reports,
 )
+from payments.services.deposits.statuses import our_status
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.types import ProviderPayment
 
@@ -95,7 +96,7 @@ def _changed(report: ProviderPayment, known: tuple[str, Any, Any], result: PollR
     """Whether the report says something the local row does not (0 paid == nothing paid)."""
     status, paid, _ = known
     try:
-        ours = report.our_status
+        ours = our_status(report.payment_status)
     except ProviderError:
         _apply_one(report, result)  # records the unknown status as an error, alone
         return False

@@ -13,15 +13,15 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments import ledger
 from payments.bulk import update_rows
+from payments.errors import InvalidTransition
 from payments.models import LedgerDrift, Payment, Transaction
 from payments.models.event import EventOutcome
 from payments.models.ops import DriftKind
-from payments.models.payment import PaymentStatus, can_move
-from payments.models.transaction import TransactionType
+from payments.models.payment import FROZEN_FIELDS, PaymentStatus, can_move
 from payments.money import CENT
-from payments.services.deposits.settle import deposit_posting, settle_locked
+from payments.services.deposits.settle import settle_locked
+from payments.services.deposits.statuses import our_status, to_our_status
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     The status only moves forward; a stale or repeated report changes nothing. Reaching
     completed posts the deposit in the same database transaction, exactly once.
     """
-    new_status = report.our_status
+    new_status = our_status(report.payment_status)
     with transaction.atomic():
         try:
             payment = Payment.objects.select_for_update().get(provider_payment_id=report.payment_id)
@@ -49,8 +49,9 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
             return _unknown_payment(report)
         old_status = payment.status
         outcome = _merge_report(payment, report, new_status, timezone.now())
-        payment.save(update_fields=_PROGRESS_FIELDS)
-        deposit = settle_locked(payment) if payment.status == PaymentStatus.COMPLETED else None
+        _write_progress([payment])
+        deposits = settle_locked([payment])
+    deposit = deposits[0] if deposits else None
     if outcome == EventOutcome.APPLIED:
         logger.info("payment id=%s %s -> %s via %s", payment.pk, old_status, payment.status, source)
     return ApplyResult(
@@ -77,20 +78,89 @@ def payments_apply_reports(*, reports: list[ProviderPayment], source: str) -> di
         )
         for payment in payments:
             report = by_id[payment.provider_payment_id or ""]
-            counts[_merge_report(payment, report, report.our_status, now)] += 1
+            counts[_merge_report(payment, report, our_status(report.payment_status), now)] += 1
         _write_progress(payments)
-        completed = [p for p in payments if p.status == PaymentStatus.COMPLETED]
-        credited = set(
-            Transaction.objects.filter(
-                payment_id__in=[p.pk for p in completed], transaction_type=TransactionType.DEPOSIT
-            ).values_list("payment_id", flat=True)
-        )
-        fresh = [deposit_posting(p) for p in completed if p.pk not in credited]
-        ledger.post_many(fresh)
-        counts["credited"] = len(fresh)
+        counts["credited"] = len(settle_locked(payments, only_new=True))
     if counts["applied"]:
         logger.info("%s: applied %s report(s) in one batch", source, counts["applied"])
     return counts
+
+
+def payment_move(*, payment_id: uuid.UUID, status: str, reason: str = "") -> Payment:
+    """Move a payment to ``status`` by our own decision (expiry, a refused registration).
+
+    The same machine as a provider report: forward only; reaching completed settles it.
+    """
+    with transaction.atomic():
+        payment = Payment._base_manager.select_for_update().get(pk=payment_id)
+        _move_locked(payment, status, timezone.now())
+        if reason:
+            payment.provider_error = reason[:500]
+        _write(payment, [*_MOVE_FIELDS, "provider_error"])
+        settle_locked([payment])
+    return payment
+
+
+def payment_save_instance(payment: Payment, *, previous_status: str | None) -> Payment:
+    """Save a payment changed through the ORM (the seed's status update and provider snippet).
+
+    A NowPayments status name is mapped onto ours; the move is checked by the same machine as
+    every other; what is fixed at creation stays fixed; a completion is settled at once, in the
+    same database transaction.
+    """
+    new_status = to_our_status(payment.status)
+    with transaction.atomic():
+        stored = Payment._base_manager.select_for_update().get(pk=payment.pk)
+        for name in FROZEN_FIELDS:
+            if getattr(stored, name) != getattr(payment, name):
+                raise InvalidTransition(
+                    f"{name} of payment {stored.internal_payment_id} cannot change after it "
+                    "is created."
+                )
+        if previous_status is not None and stored.status not in (previous_status, new_status):
+            raise InvalidTransition(
+                f"Payment {stored.internal_payment_id} was moved to {stored.status} by someone "
+                "else; reload it and try again."
+            )
+        moved_at = payment.completed_at
+        payment.status = stored.status
+        _move_locked(payment, new_status, timezone.now())
+        if moved_at is not None:
+            payment.completed_at = moved_at  # the seed sets completed_at itself
+        _write(payment, _EDITABLE_FIELDS)
+        settle_locked([payment])
+    return payment
+
+
+def _move_locked(payment: Payment, new_status: str, now: Any) -> None:
+    old = payment.status
+    if new_status == old:
+        return
+    if not can_move(old, new_status):
+        raise InvalidTransition(
+            f"Payment {payment.internal_payment_id} cannot move from {old} to {new_status}."
+        )
+    payment.status = new_status
+    payment.status_changed_at = now
+    payment.updated_at = now
+    if new_status == PaymentStatus.COMPLETED and payment.completed_at is None:
+        payment.completed_at = now
+    logger.info("payment id=%s %s -> %s", payment.pk, old, new_status)
+
+
+_MOVE_FIELDS = ["status", "status_changed_at", "completed_at", "updated_at"]
+# What an ORM save may write: everything but the key and what is fixed at creation.
+_EDITABLE_FIELDS = [
+    f.attname
+    for f in Payment._meta.concrete_fields
+    if not f.primary_key and f.attname not in FROZEN_FIELDS and f.attname != "created_at"
+]
+
+
+def _write(payment: Payment, fields: list[str]) -> None:
+    Payment._base_manager.filter(pk=payment.pk).update(
+        **{name: getattr(payment, name) for name in fields}
+    )
 
 
 # The columns a provider report may change.
@@ -134,7 +204,9 @@ def _write_progress(payments: list[Payment]) -> None:
         return
     if connection.vendor != "postgresql":
         for payment in payments:
-            payment.save(update_fields=_PROGRESS_FIELDS)
+            Payment._base_manager.filter(pk=payment.pk).update(
+                **{name: getattr(payment, name) for name in _PROGRESS_FIELDS}
+            )
         return
     update_rows(
         table="payments_payment",

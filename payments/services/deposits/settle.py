@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
@@ -39,40 +38,70 @@ def unsettled_payment_ids(*, limit: int = 50_000) -> list[uuid.UUID]:
 def payments_settle_many(*, payment_ids: Iterable[uuid.UUID]) -> int:
     """Credit every completed payment among ``payment_ids`` that has no deposit yet.
 
-    One database transaction for the batch: the payments are locked in id order, those
-    already credited are skipped, and the deposits go through ``ledger.post_many``. Should the
-    batch fail as a whole (a concurrent settle won a race on one of them), each payment is
-    settled on its own instead. Returns how many payments have their deposit afterwards.
+    One database transaction for the batch: the payments are locked in id order and settled
+    by ``settle_locked``. Should the batch fail as a whole (one payment the ledger refuses),
+    each payment is settled on its own instead, so one poisoned payment never blocks the
+    others. Returns how many payments have their deposit afterwards.
     """
     ids = sorted(set(payment_ids))
     try:
         with transaction.atomic():
             payments = list(
-                Payment.objects.select_for_update()
+                Payment._base_manager.select_for_update()
                 .filter(pk__in=ids, status=PaymentStatus.COMPLETED)
                 .order_by("pk")
-                .only("pk", "user_id", "amount_usd", "internal_payment_id", "provider_payment_id")
+                .only(*_SETTLE_FIELDS)
             )
-            credited = set(
-                Transaction.objects.filter(
-                    payment_id__in=[p.pk for p in payments],
-                    transaction_type=TransactionType.DEPOSIT,
-                ).values_list("payment_id", flat=True)
-            )
-            ledger.post_many([deposit_posting(p) for p in payments if p.pk not in credited])
-            return len(payments)
+            return len(settle_locked(payments))
     except (IntegrityError, PaymentsError):
         logger.warning("settlement batch of %s fell back to one by one", len(ids))
-    return sum(payment_settle(payment_id=payment_id) is not None for payment_id in ids)
+    settled = 0
+    for payment_id in ids:
+        try:
+            settled += payment_settle(payment_id=payment_id) is not None
+        except (IntegrityError, PaymentsError):
+            logger.exception("payment %s could not be settled", payment_id)
+    return settled
 
 
 @transaction.atomic
 def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
     """Credit a completed payment exactly once; any other status credits nothing."""
-    payment = Payment.objects.select_for_update().get(pk=payment_id)
-    if payment.status != PaymentStatus.COMPLETED:
-        return None
-    return settle_locked(payment)
+    payment = Payment._base_manager.select_for_update().only(*_SETTLE_FIELDS).get(pk=payment_id)
+    deposits = settle_locked([payment])
+    return deposits[0] if deposits else None
+
+
+def settle_locked(payments: Sequence[Payment], *, only_new: bool = False) -> list[Transaction]:
+    """The one settlement routine: post each completed payment's DEPOSIT, exactly once.
+
+    The caller holds the payments' row locks. Returns the deposit of every completed payment
+    among them (already stored or posted now), or with ``only_new`` just those posted now.
+    """
+    completed = [p for p in payments if p.status == PaymentStatus.COMPLETED]
+    if not completed:
+        return []
+    credited = {
+        t.payment_id: t
+        for t in Transaction.objects.filter(
+            payment_id__in=[p.pk for p in completed], transaction_type=TransactionType.DEPOSIT
+        )
+    }
+    fresh = ledger.post_many([deposit_posting(p) for p in completed if p.pk not in credited])
+    if only_new:
+        return fresh
+    posted = {t.payment_id: t for t in fresh}
+    return [credited.get(p.pk) or posted[p.pk] for p in completed]
+
+
+_SETTLE_FIELDS = (
+    "pk",
+    "status",
+    "user_id",
+    "amount_usd",
+    "internal_payment_id",
+    "provider_payment_id",
+)
 
 
 def deposit_posting(payment: Payment) -> ledger.Posting:
@@ -86,7 +115,3 @@ def deposit_posting(payment: Payment) -> ledger.Posting:
         metadata={"provider_payment_id": payment.provider_payment_id or ""},
         payment_id=payment.pk,
     )
-
-
-def settle_locked(payment: Payment) -> Transaction:
-    return ledger.post(**asdict(deposit_posting(payment)))

@@ -20,6 +20,7 @@ from payments.errors import (
     PermissionDenied,
 )
 from payments.models import Currency, WithdrawalRequest
+from payments.models.common import generate_public_id
 from payments.models.transaction import TransactionType
 from payments.models.withdrawal import (
     REFUNDED_STATUSES,
@@ -79,8 +80,12 @@ def withdrawal_create_from_instance(withdrawal: WithdrawalRequest) -> Withdrawal
     """Save a new request built through the ORM, with the hold in the same transaction."""
     _validate_new(withdrawal)
     withdrawal.status = WithdrawalStatus.PENDING
+    if not withdrawal.internal_withdrawal_id:
+        withdrawal.internal_withdrawal_id = generate_public_id("WD")
     with transaction.atomic():
-        _service_save(withdrawal, force_insert=True)
+        WithdrawalRequest._base_manager.bulk_create([withdrawal])
+        withdrawal._state.adding = False
+        withdrawal._loaded_status = withdrawal.status
         ledger.post(
             user_id=withdrawal.user_id,
             kind=TransactionType.WITHDRAWAL,
@@ -194,7 +199,9 @@ def _apply(withdrawal: WithdrawalRequest, *, previous: str) -> None:
         stamp = _STATUS_TIMESTAMPS[WithdrawalStatus(new)]
         if getattr(withdrawal, stamp) is None:
             setattr(withdrawal, stamp, timezone.now())
-    _service_save(withdrawal)
+    withdrawal.updated_at = timezone.now()
+    _write(withdrawal, _EDITABLE_FIELDS)
+    withdrawal._loaded_status = new
     if new != previous and new in REFUNDED_STATUSES:
         ledger.post(
             user_id=withdrawal.user_id,
@@ -241,9 +248,38 @@ def _validate_new(withdrawal: WithdrawalRequest) -> None:
     withdrawal.wallet_address = address
 
 
-def _service_save(withdrawal: WithdrawalRequest, **kwargs: Any) -> None:
-    withdrawal._service_write = True  # type: ignore[attr-defined]
-    try:
-        withdrawal.save(**kwargs)
-    finally:
-        withdrawal._service_write = False  # type: ignore[attr-defined]
+# What a save may write: everything but the key and the terms fixed at creation.
+_EDITABLE_FIELDS = [
+    f.attname
+    for f in WithdrawalRequest._meta.concrete_fields
+    if not f.primary_key
+    and f.attname not in (*_FROZEN_FIELDS, "internal_withdrawal_id", "created_at")
+]
+
+
+def _write(withdrawal: WithdrawalRequest, fields: list[str]) -> None:
+    WithdrawalRequest._base_manager.filter(pk=withdrawal.pk).update(
+        **{name: getattr(withdrawal, name) for name in fields}
+    )
+
+
+# --- the payout's provider fields (written for payouts.py, which never writes rows itself) --
+
+
+def withdrawal_record_payout(
+    *, withdrawal_id: uuid.UUID, batch_id: str, payout_id: str, data: dict[str, Any]
+) -> None:
+    """Remember which NowPayments payout pays this withdrawal, and what it said."""
+    WithdrawalRequest._base_manager.filter(pk=withdrawal_id).update(
+        provider_batch_id=batch_id,
+        provider_payout_id=payout_id,
+        provider_data=data,
+        updated_at=timezone.now(),
+    )
+
+
+def withdrawal_note_payout_problem(*, withdrawal_id: uuid.UUID, message: str) -> None:
+    """Record the latest payout problem on the request (it changes no status)."""
+    WithdrawalRequest._base_manager.filter(pk=withdrawal_id).update(
+        failure_reason=message[:500], updated_at=timezone.now()
+    )

@@ -176,18 +176,16 @@ def _record(
         data["withdrawal"] = dict(item.raw)
     if crypto_amount is not None:
         data["crypto_amount"] = str(crypto_amount)
-    WithdrawalRequest.objects.filter(pk=withdrawal_id).update(
-        provider_batch_id=batch_id,
-        provider_payout_id=item.id if item is not None else "",
-        provider_data=data,
-        updated_at=timezone.now(),
+    withdrawals.withdrawal_record_payout(
+        withdrawal_id=withdrawal_id,
+        batch_id=batch_id,
+        payout_id=item.id if item is not None else "",
+        data=data,
     )
 
 
 def _note(withdrawal_id: uuid.UUID, message: str) -> None:
-    WithdrawalRequest.objects.filter(pk=withdrawal_id).update(
-        failure_reason=message[:500], updated_at=timezone.now()
-    )
+    withdrawals.withdrawal_note_payout_problem(withdrawal_id=withdrawal_id, message=message)
 
 
 def _maybe_lost(withdrawal: WithdrawalRequest) -> None:

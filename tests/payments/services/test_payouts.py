@@ -118,7 +118,7 @@ def test_a_payout_that_cannot_be_found_goes_to_an_operator(sandbox, approved):
     from django.utils import timezone
 
     withdrawals.withdrawal_start_processing(withdrawal_id=approved.pk)
-    WithdrawalRequest.objects.filter(pk=approved.pk).update(
+    WithdrawalRequest._base_manager.filter(pk=approved.pk).update(
         processing_at=timezone.now() - timedelta(hours=2)
     )
     payouts.payouts_poll()

@@ -2,10 +2,6 @@
 
 from payments.services.providers.nowpayments.config import NowPaymentsConfig
 from payments.services.providers.nowpayments.provider import NowPaymentsProvider
-from payments.services.providers.nowpayments.statuses import (
-    UnknownProviderStatus,
-    map_payment_status,
-)
 from payments.services.providers.nowpayments.types import (
     ApiStatus,
     Balance,
@@ -37,7 +33,5 @@ __all__ = [
     "PayoutRequest",
     "PayoutWithdrawal",
     "ProviderPayment",
-    "UnknownProviderStatus",
-    "map_payment_status",
     "parse_withdrawals",
 ]

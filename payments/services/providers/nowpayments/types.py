@@ -13,7 +13,6 @@ from payments.services.providers.nowpayments import parsing as p
 from payments.services.providers.nowpayments.statuses import (
     FINAL_PAYMENT_STATUSES,
     FINAL_PAYOUT_STATUSES,
-    map_payment_status,
 )
 
 _MISSING = object()
@@ -200,7 +199,7 @@ class PaymentFee(_ReadsLikeTheProviderDict):
 class ProviderPayment(_ReadsLikeTheProviderDict):
     """A NowPayments payment (create, status, list and IPN bodies all parse into this).
 
-    ``payment_status`` is the provider's status lower-cased; ``our_status`` maps it onto ours.
+    ``payment_status`` is the provider's status lower-cased (deposits.statuses maps it onto ours).
     Subscripting reads by the provider's field name: ``payment["actually_paid"]``.
     """
 
@@ -240,11 +239,6 @@ class ProviderPayment(_ReadsLikeTheProviderDict):
     expiration_estimate_date: datetime | None = None
     valid_until: datetime | None = None
     raw: Mapping[str, Any] = _raw()
-
-    @property
-    def our_status(self) -> str:
-        """Our Payment status; raises ``UnknownProviderStatus`` for a status we do not know."""
-        return map_payment_status(self.payment_status)
 
     @property
     def is_final(self) -> bool:

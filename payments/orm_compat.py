@@ -1,0 +1,43 @@
+"""The seed's ORM entry points, wired to the services: the one exception to "models import
+nothing above them".
+
+The seed writes money through the ORM (``Transaction.objects.create(...)``,
+``WithdrawalRequest.objects.create(...)`` then ``.save()`` after a status change,
+``payment.status = ...; payment.save()``). The models hand those calls to the handlers
+connected here at ``AppConfig.ready()``, so they run exactly the rules the API, the admin and
+the workers run: the ledger's locks and chain, the withdrawal hold and refund, the payment
+status machine and its settlement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from payments import ledger
+from payments.errors import PaymentsError
+from payments.models.common import connect_orm_handler
+from payments.models.payment import Payment
+from payments.services.deposits.progress import payment_save_instance
+from payments.services.withdrawals import lifecycle
+
+
+def _payment_save(payment: Payment, *, previous_status: str | None) -> Payment:
+    # Django's convention for a refused model save is ValidationError; the domain error's
+    # sentence and code travel with it.
+    try:
+        return payment_save_instance(payment, previous_status=previous_status)
+    except PaymentsError as exc:
+        raise ValidationError(exc.message, code=exc.code) from exc
+
+
+def connect() -> None:
+    handlers: dict[str, Any] = {
+        "transaction.create": ledger.record,
+        "withdrawal.create": lifecycle.withdrawal_create_from_instance,
+        "withdrawal.save": lifecycle.withdrawal_save_instance,
+        "payment.save": _payment_save,
+    }
+    for name, handler in handlers.items():
+        connect_orm_handler(name, handler)

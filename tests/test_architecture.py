@@ -1,0 +1,125 @@
+"""The import rules of DESIGN.md §2, checked on the source: direction, the adapter, no cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT = ("payments", "workers", "project")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _sources(*packages: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package in packages:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" not in path.parts:
+                found[_module_name(path)] = path
+    return found
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """Every module ``path`` imports (at any depth, lazily or not), resolved to known modules."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+                break
+    return found
+
+
+MODULES = _sources(*PRODUCT)
+GRAPH = {name: _imports(path, set(MODULES)) - {name} for name, path in MODULES.items()}
+
+
+def test_models_import_nothing_above_them() -> None:
+    for name, imported in GRAPH.items():
+        if name.startswith("payments.models"):
+            above = {m for m in imported if not m.startswith(("payments.models", "payments.money"))}
+            assert not above, f"{name} imports {sorted(above)}"
+
+
+def test_only_the_declared_adapter_wires_models_to_services() -> None:
+    wiring = [
+        name
+        for name, path in MODULES.items()
+        if "connect_orm_handler(" in path.read_text() and not name.startswith("payments.models")
+    ]
+    assert wiring == ["payments.orm_compat"]
+
+
+def test_the_core_never_imports_workers() -> None:
+    interface = ("payments.admin", "payments.api", "payments.webhooks", "payments.views")
+    for name, imported in GRAPH.items():
+        if name.startswith("payments") and not name.startswith(interface):
+            workers = {m for m in imported if m.startswith("workers")}
+            assert not workers, f"{name} (core) imports {sorted(workers)}"
+
+
+def test_the_provider_client_has_no_orm() -> None:
+    for name, path in MODULES.items():
+        if name.startswith("payments.services.providers"):
+            text = path.read_text()
+            assert "payments.models" not in text, f"{name} uses the models"
+            assert "django.db.models" not in text, f"{name} uses the ORM"
+
+
+def test_the_sandbox_imports_nothing_from_the_product() -> None:
+    for path in (ROOT / "sandbox").rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert not roots & set(PRODUCT), f"{path.relative_to(ROOT)} imports {roots}"
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (depth-first), or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_there_is_no_import_cycle_among_the_products_modules() -> None:
+    cycle = _find_cycle(GRAPH)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
