@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -71,14 +69,15 @@ class WithdrawalViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form = s.WithdrawalRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
+        fees = withdrawal_service.withdrawal_fees()
         withdrawal = withdrawal_service.withdrawal_create(
             user_id=_user_id(request),
             amount_usd=data["amount_usd"],
             currency_id=data["currency"].pk,
             wallet_address=data["wallet_address"],
             wallet_extra_id=data.get("wallet_extra_id", ""),
-            network_fee_usd=Decimal(str(settings.PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD)),
-            service_fee_usd=Decimal(str(settings.PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD)),
+            network_fee_usd=fees.network_fee_usd,
+            service_fee_usd=fees.service_fee_usd,
         )
         return Response(s.WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 

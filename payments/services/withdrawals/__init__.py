@@ -3,6 +3,7 @@ included) and the one home of its state machine; ``payouts`` drives NowPayments 
 the lifecycle only; ``fees`` prices a withdrawal.
 """
 
+from payments.services.withdrawals.fees import WithdrawalFees, withdrawal_fees
 from payments.services.withdrawals.lifecycle import (
     APPROVE_PERMISSION,
     withdrawal_approve,
@@ -24,6 +25,7 @@ from payments.services.withdrawals.payouts import (
 __all__ = [
     "APPROVE_PERMISSION",
     "PayoutPollResult",
+    "WithdrawalFees",
     "approved_withdrawal_ids",
     "payouts_enabled",
     "payouts_poll",
@@ -32,6 +34,7 @@ __all__ = [
     "withdrawal_complete",
     "withdrawal_create",
     "withdrawal_fail",
+    "withdrawal_fees",
     "withdrawal_payout_send",
     "withdrawal_reject",
     "withdrawal_start_processing",
