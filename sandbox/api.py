@@ -8,8 +8,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from payments.services.providers.nowpayments.signature import js_dumps
-from sandbox import bodies, catalogue, payment_flow, tokens
+from sandbox import bodies, catalogue, jsjson, payment_flow, tokens
 from sandbox.clock import parse_date
 from sandbox.errors import ApiError, invalid_params, not_found
 from sandbox.models import Invoice, Payment
@@ -41,7 +40,7 @@ PAYMENT_SORT_FIELDS = (
     "outcome_amount",
     "outcome_currency",
 )
-_FULL_CURRENCIES = js_dumps({"currencies": [c.full_entry() for c in catalogue.CURRENCIES]})
+_FULL_CURRENCIES = jsjson.dumps({"currencies": [c.full_entry() for c in catalogue.CURRENCIES]})
 
 
 def body_of(request: Request) -> dict[str, Any]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from payments.services.providers.nowpayments.signature import js_dumps
-from sandbox import bodies, payment_flow, payout_flow, ticker
+from sandbox import bodies, jsjson, payment_flow, payout_flow, ticker
 from sandbox.clock import iso
 from sandbox.errors import ControlError
 from sandbox.models import Payment
@@ -49,7 +48,7 @@ def _id(raw: str) -> int:
 
 def _payment_view(state: SandboxState, payment: Payment) -> str:
     """The status body plus sandbox-only fields, as one JSON object."""
-    extra = js_dumps(
+    extra = jsjson.dumps(
         {
             "case": payment.case,
             "autoplay": payment.autoplay,

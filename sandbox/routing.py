@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from payments.services.providers.nowpayments.signature import js_dumps
+from sandbox import jsjson
 
 if TYPE_CHECKING:
     from sandbox.state import SandboxState
@@ -43,7 +43,7 @@ class Response:
 
 
 def json_response(status: int, obj: Any) -> Response:
-    return Response(status, js_dumps(obj).encode("utf-8"))
+    return Response(status, jsjson.dumps(obj).encode("utf-8"))
 
 
 def raw_json_response(status: int, text: str) -> Response:

@@ -10,8 +10,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
-from sandbox import bodies, catalogue
+from sandbox import bodies, catalogue, jsjson
 from sandbox.clock import SandboxClock
 from sandbox.config import SandboxConfig
 from sandbox.errors import ControlError
@@ -175,7 +174,7 @@ class SandboxState:
         cached = payment.status_cache
         if cached is not None and cached[0] == self.quirk_generation:
             return cached[1]
-        text = js_dumps(
+        text = jsjson.dumps(
             bodies.payment_status(payment, pay_amount_as_string=self.quirks["pay_amount_as_string"])
         )
         payment.status_cache = (self.quirk_generation, text)
@@ -210,7 +209,7 @@ class SandboxState:
         if not url or not self.config.ipn_secret:
             return None
         with self.lock:
-            signature = sign_ipn(
+            signature = jsjson.sign(
                 payload,
                 self.config.ipn_secret,
                 arrays_as_objects=self.quirks["ipn_arrays_as_objects"],
@@ -221,7 +220,7 @@ class SandboxState:
                 object_id=object_id,
                 status=status,
                 url=url,
-                body=js_dumps(payload),
+                body=jsjson.dumps(payload),
                 signature=signature,
                 payload=payload,
                 created_at=self.now(),

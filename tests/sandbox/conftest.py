@@ -1,14 +1,20 @@
-"""Fixtures for the sandbox tests: a fresh simulator per test, an API client, an IPN receiver."""
+"""Fixtures for the sandbox tests: a fresh simulator per test, an API client, an IPN receiver,
+and the Node reference that the sandbox's JSON writer and signer are checked against."""
 
 from __future__ import annotations
 
 import decimal
+import json
+import os
+import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +27,9 @@ IPN_SECRET = "test-ipn-secret"
 EMAIL = "merchant@sandbox.local"
 PASSWORD = "sandbox-password"
 TRON_ADDRESS = "TEmGwPeRTPiLFLVfBxXkSP91yc5GMNQhfS"
+NODE_REFERENCE_JS = Path(__file__).resolve().parents[1] / "vectors" / "ipn_reference.js"
+
+NodeReference = Callable[[list[str], str], list[dict[str, Any]]]
 
 
 class Api:
@@ -179,3 +188,28 @@ def receiver() -> Iterator[Receiver]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def node_reference() -> NodeReference:
+    """``run(bodies, secret)``: tests/vectors/ipn_reference.js over raw JSON texts, in one Node
+    process. Without ``node`` the test is skipped, except in CI (``CI=true``) where it fails."""
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "CI=true but `node` is not on PATH: the Node reference tests must not skip in "
+                "CI (.ci/run installs nodejs)",
+                pytrace=False,
+            )
+        pytest.skip("node is not installed (with CI=true this is a failure)")
+
+    def run(bodies: list[str], secret: str) -> list[dict[str, Any]]:
+        request = json.dumps({"secret": secret, "bodies": bodies})
+        output = subprocess.check_output(
+            [node, str(NODE_REFERENCE_JS)], input=request, text=True, encoding="utf-8", timeout=60
+        )
+        vectors: list[dict[str, Any]] = json.loads(output)
+        return vectors
+
+    return run

@@ -5,7 +5,7 @@ JavaScript's ``JSON.stringify`` does (spec section 4.2). Python's ``json.dumps``
 small and integral floats (``5e-05`` vs ``0.00005``, ``15.0`` vs ``15``), on non-ASCII text and
 on key order, so this module reimplements the JavaScript rules exactly.
 
-This module must not import Django: the ``sandbox`` simulator signs its IPNs with it.
+This module imports no Django; the ``sandbox`` simulator has its own independent signer.
 """
 
 from __future__ import annotations
