@@ -163,6 +163,9 @@ PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
 # Fees charged on a withdrawal (USD strings, parsed as Decimal), taken out of its amount.
 PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD", "1.00")
 PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD", "0.50")
+# The PostgreSQL role web, worker and beat log in as (created and granted by `manage.py
+# db_roles`, run as the owner after every migrate): no superuser, owns nothing, no DELETE on money.
+PAYMENTS_DB_APP_ROLE = os.environ.get("PAYMENTS_DB_APP_ROLE", "payments_app")
 
 # --- celery -------------------------------------------------------------------------------
 # Redis in production; with nothing configured, kombu's filesystem transport needs no server.

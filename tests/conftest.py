@@ -85,3 +85,23 @@ def usdt(db: Any) -> Any:
 @pytest.fixture
 def btc(db: Any) -> Any:
     return CurrencyFactory(code="BTC", name="Bitcoin", token="BTC", network="BTC", decimal_places=8)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """Each test database, once created (one per xdist worker), gets the application role.
+
+    pytest-django's own ``django_db_setup`` (requested here) creates and migrates the database;
+    this override then runs ``db_roles``' core function on it, so the worker, beat and web
+    processes of the end-to-end tests (tests/workers/processes.py) and the guard tests log in
+    as the least-privileged role, as in production. It runs for every session that uses the
+    database, without making database-free runs (the sandbox tests) create one.
+    """
+    from django.db import connections
+
+    from payments.management.commands.db_roles import ensure_app_role
+
+    with django_db_blocker.unblock():
+        for alias in connections:
+            if connections[alias].vendor == "postgresql":
+                ensure_app_role(using=alias)

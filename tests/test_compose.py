@@ -23,6 +23,7 @@ SECRET_NAME = re.compile(r"SECRET|PASSWORD|_KEY|AUTH|DATABASE_URL")
 DUMMY_ENV = {
     "DJANGO_SECRET_KEY": "x" * 50,
     "POSTGRES_PASSWORD": "pw",
+    "PAYMENTS_DB_APP_PASSWORD": "app-pw",
     "NOWPAYMENTS_API_KEY": "key",
     "FLOWER_BASIC_AUTH": "ops:pw",
 }
@@ -129,13 +130,40 @@ def test_no_secret_is_committed(services: dict[str, Any]) -> None:
     assert "FLOWER_BASIC_AUTH" not in services["web"]["environment"]
 
 
+def _database_user(service: dict[str, Any]) -> str:
+    # user[:password]@..., where either may be a ${NAME:-default} interpolation.
+    part = r"(?:\$\{[^}]*\}|[^:@$])+"
+    found = re.match(rf"postgres://({part})(?::{part})?@", service["environment"]["DATABASE_URL"])
+    assert found, service["environment"]["DATABASE_URL"]
+    return found.group(1)
+
+
+def test_only_the_release_step_connects_as_the_owner(services: dict[str, Any]) -> None:
+    owner = services["postgres"]["environment"]["POSTGRES_USER"]
+    release = services["release"]
+    assert _database_user(release) == owner
+    # migrate, then the application role's grants (new tables need them), both as the owner.
+    command = _command(release)
+    assert command.index("manage.py migrate") < command.index("manage.py db_roles")
+    assert release["environment"]["PAYMENTS_DB_APP_PASSWORD"].startswith(
+        "${PAYMENTS_DB_APP_PASSWORD:?"
+    )
+    for name in LONG_RUNNING:
+        environment = services[name]["environment"]
+        assert _database_user(services[name]) == "${PAYMENTS_DB_APP_ROLE:-payments_app}", name
+        assert "${PAYMENTS_DB_APP_PASSWORD:?" in environment["DATABASE_URL"], name
+        assert environment["PAYMENTS_DB_APP_ROLE"] == "${PAYMENTS_DB_APP_ROLE:-payments_app}"
+        assert "POSTGRES_PASSWORD" not in environment["DATABASE_URL"], name
+        assert "PAYMENTS_DB_APP_PASSWORD" not in environment, name
+
+
 def test_every_interpolation_is_well_formed() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     variable = r"\$\{[A-Z_][A-Z0-9_]*(?::?[-?][^}$]*)?\}"
     stray = re.sub(variable, "", text).replace("$$", "")
     assert "$" not in stray
     required = set(re.findall(r"\$\{(\w+):\?", text))
-    assert required == {*REQUIRED_SECRETS, "POSTGRES_PASSWORD"}
+    assert required == {*REQUIRED_SECRETS, "POSTGRES_PASSWORD", "PAYMENTS_DB_APP_PASSWORD"}
     assert required == set(DUMMY_ENV)
 
 

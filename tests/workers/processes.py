@@ -13,8 +13,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
+from django.conf import settings
 from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -24,9 +26,15 @@ REDIS_HOST = "127.0.0.1"
 
 
 def redis_db() -> int:
-    """A Redis database of its own for each xdist worker (gw0 -> 8, gw1 -> 9, none -> 7)."""
+    """A Redis database of its own for each xdist worker (gw0 -> 8, gw1 -> 9, none -> 7).
+
+    ``PAYMENTS_TEST_REDIS_DB_OFFSET`` (default 0) shifts them all, so that several people or
+    checkouts can run the end-to-end tests on one Redis at the same time. A stock Redis has
+    16 databases (0-15): keep offset + 8 + workers below 16, or raise ``databases``.
+    """
+    offset = int(os.environ.get("PAYMENTS_TEST_REDIS_DB_OFFSET", "0") or 0)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return 8 + int(worker[2:]) if worker.startswith("gw") else 7
+    return offset + (8 + int(worker[2:]) if worker.startswith("gw") else 7)
 
 
 def broker_url() -> str:
@@ -37,14 +45,26 @@ def flush_broker() -> None:
     redis.Redis(host=REDIS_HOST, port=6379, db=redis_db()).flushdb()
 
 
-def process_env(sandbox: Any, **extra: str) -> dict[str, str]:
-    """The environment of a worker or beat: this test's database, broker and sandbox."""
+def app_database_url() -> str:
+    """This test's database as the application role (tests/conftest.py gave it its grants).
+
+    Production runs web, worker and beat as that least-privileged role, not as the owner, so
+    the end-to-end processes do too: a missing grant fails here first.
+    """
     db = connection.settings_dict
+    user = quote(settings.PAYMENTS_DB_APP_ROLE, safe="")
+    password = os.environ.get("PAYMENTS_DB_APP_PASSWORD", "")
+    credentials = f"{user}:{quote(password, safe='')}" if password else user
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def process_env(sandbox: Any, **extra: str) -> dict[str, str]:
+    """The environment of a worker or beat: this test's database (as the application role),
+    broker and sandbox."""
     env = {
         **os.environ,
         "DJANGO_DEBUG": "1",
-        "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": app_database_url(),
         "DATABASE_CONN_MAX_AGE": "0",
         "CELERY_BROKER_URL": broker_url(),
         "NOWPAYMENTS_API_URL": sandbox.api_url,

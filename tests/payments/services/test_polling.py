@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -90,7 +91,9 @@ def test_expire_never_guesses_when_nowpayments_is_down(sandbox, usdt):
 
 
 def test_unregistered_payments_expire_after_a_day(sandbox, usdt):
-    payment = PaymentFactory(currency=usdt)
-    Payment.objects.filter(pk=payment.pk).update(created_at=timezone.now() - timedelta(days=2))
+    # created_at is fixed once stored (the database refuses to rewrite it): make it old.
+    two_days_ago = timezone.now() - timedelta(days=2)
+    with mock.patch("django.utils.timezone.now", return_value=two_days_ago):
+        payment = PaymentFactory(currency=usdt)
     assert payments_expire()["expired"] == 1
     assert Payment.objects.get(pk=payment.pk).status == "expired"
