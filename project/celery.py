@@ -8,10 +8,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_init
 
+from workers.queues import task_routes
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_routes = task_routes()
 app.autodiscover_tasks()
 
 

@@ -195,22 +195,7 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# provider: calls to NowPayments for deposits; settlement: ledger writes; payouts: sending and
-# following withdrawals; default: reconciliation. Each can have workers of its own.
-CELERY_TASK_ROUTES = {
-    "workers.payment_register": {"queue": "provider"},
-    "workers.payments_register_sweep": {"queue": "provider"},
-    "workers.payments_poll": {"queue": "provider"},
-    "workers.payment_refresh": {"queue": "provider"},
-    "workers.payments_expire": {"queue": "provider"},
-    "workers.payment_settle": {"queue": "settlement"},
-    "workers.payments_settle_batch": {"queue": "settlement"},
-    "workers.payments_settle_sweep": {"queue": "settlement"},
-    "workers.withdrawal_payout_send": {"queue": "payouts"},
-    "workers.withdrawals_payout_sweep": {"queue": "payouts"},
-    "workers.currencies_sync": {"queue": "provider"},
-    "workers.ledger_reconcile": {"queue": "default"},
-}
+# Each task's queue is named once, in workers/queues.py (project/celery.py routes by it).
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -12,25 +12,28 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from workers.queues import queue_of
+
 
 @dataclass(frozen=True)
 class Schedule:
     name: str
     task: str
     every_seconds: int
-    queue: str
+
+    @property
+    def queue(self) -> str:
+        return queue_of(self.task)
 
 
 DEFAULT_SCHEDULES = (
-    Schedule("Register ORM-created payments", "workers.payments_register_sweep", 60, "provider"),
-    Schedule("Poll NowPayments", "workers.payments_poll", 60, "provider"),
-    Schedule(
-        "Settle completed payments (safety net)", "workers.payments_settle_sweep", 30, "settlement"
-    ),
-    Schedule("Expire stale payments", "workers.payments_expire", 300, "provider"),
-    Schedule("Sync currencies", "workers.currencies_sync", 86400, "provider"),
-    Schedule("Send and follow payouts", "workers.withdrawals_payout_sweep", 60, "payouts"),
-    Schedule("Reconcile the ledger", "workers.ledger_reconcile", 3600, "default"),
+    Schedule("Register ORM-created payments", "workers.payments_register_sweep", 60),
+    Schedule("Poll NowPayments", "workers.payments_poll", 60),
+    Schedule("Settle completed payments (safety net)", "workers.payments_settle_sweep", 30),
+    Schedule("Expire stale payments", "workers.payments_expire", 300),
+    Schedule("Sync currencies", "workers.currencies_sync", 86400),
+    Schedule("Send and follow payouts", "workers.withdrawals_payout_sweep", 60),
+    Schedule("Reconcile the ledger", "workers.ledger_reconcile", 3600),
 )
 
 
