@@ -38,6 +38,16 @@ class DriftKind(models.TextChoices):
     LATE_PROVIDER_REPORT = "late_provider_report", "Money reported on a closed payment"
     LOST_PAYOUT = "lost_payout", "Withdrawal processing with no payout found"
     REDEPOSIT = "redeposit", "Re-deposit to a payment's address (credit by hand if right)"
+    DEPOSIT_MISMATCH = "deposit_mismatch", "Deposit differs from its payment (amount or user)"
+    DEPOSIT_WITHOUT_PAYMENT = "deposit_without_payment", "Deposit not tied to a payment"
+    HOLD_MISSING = "hold_missing", "Withdrawal without its hold posting"
+    HOLD_MISMATCH = "hold_mismatch", "Withdrawal hold differs from the request (amount or user)"
+    REFUND_MISMATCH = "refund_mismatch", "Refund differs from its withdrawal (amount or user)"
+    REFUND_ON_COMPLETED = "refund_on_completed", "Withdrawal both completed and refunded"
+    REFUND_MISSING = "refund_missing", "Rejected, cancelled or failed withdrawal not refunded"
+    REFUND_ON_OPEN = "refund_on_open", "Refund on a withdrawal still open"
+    BALANCE_ROW_MISSING = "balance_row_missing", "User with postings but no balance row"
+    TOTALS_MISMATCH = "totals_mismatch", "Deposited/withdrawn totals differ from the postings"
 
 
 class LedgerDrift(models.Model):

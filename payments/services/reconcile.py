@@ -1,152 +1,87 @@
-"""Reconciliation: prove each balance equals its ledger and each completed payment is credited.
+"""Reconciliation: prove the ledger, its balances and its ties to payments and withdrawals hold.
 
-Findings become LedgerDrift rows that operators see in the admin; nothing is corrected here.
+What does not hold becomes a finding (``findings.finding_record``) that operators see in the
+admin; nothing is corrected here. The checks live in ``reconcile_checks`` (the ledger itself)
+and ``reconcile_links`` (payments and withdrawals): one SQL statement each, set-based, exact in
+integer cents on PostgreSQL and on SQLite alike.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import F
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from payments.models import LedgerDrift, ProviderEvent
-from payments.models.event import EventOutcome
-from payments.models.ops import DriftKind
-from payments.services.deposits.settle import unsettled_payment_ids
+from payments.services.findings import finding_record
+from payments.services.reconcile_checks import LEDGER_CHECKS, Finding
+from payments.services.reconcile_links import LINK_CHECKS, REFUND_GRACE, SETTLEMENT_GRACE
 
 logger = logging.getLogger(__name__)
 
-# A completed payment is given this long to be settled before it counts as drift.
-SETTLEMENT_GRACE = timedelta(minutes=10)
+__all__ = ["REFUND_GRACE", "SETTLEMENT_GRACE", "collect", "examined", "ledger_reconcile"]
 
-_BALANCE_SQL = """
-SELECT b.user_id, b.balance_usd, b.transaction_count,
-       COALESCE(SUM(t.amount_usd), 0), COUNT(t.id)
-  FROM payments_userbalance b
-  LEFT JOIN payments_transaction t ON t.user_id = b.user_id
- GROUP BY b.user_id, b.balance_usd, b.transaction_count
-HAVING b.balance_usd <> COALESCE(SUM(t.amount_usd), 0) OR b.transaction_count <> COUNT(t.id)
-"""
-
-_CHAIN_SQL = """
-SELECT user_id, sequence, balance_after, running, previous_sequence FROM (
-    SELECT user_id, sequence, balance_after,
-           SUM(amount_usd) OVER (PARTITION BY user_id ORDER BY sequence) AS running,
-           LAG(sequence) OVER (PARTITION BY user_id ORDER BY sequence) AS previous_sequence
-      FROM payments_transaction
-) chain
-WHERE balance_after <> running OR balance_after < 0
-   OR sequence <> COALESCE(previous_sequence, 0) + 1
-"""
-
-_DEPOSIT_SQL = """
-SELECT t.payment_id, p.status, t.user_id
-  FROM payments_transaction t
-  JOIN payments_payment p ON p.id = t.payment_id
- WHERE t.transaction_type = 'deposit' AND p.status <> 'completed'
-"""
+CHECKS = (*LEDGER_CHECKS, *LINK_CHECKS)
 
 
 def ledger_reconcile() -> dict[str, Any]:
-    """Check every invariant the ledger promises and record what does not hold."""
-    found: list[dict[str, Any]] = []
-    with connection.cursor() as cursor:
-        cursor.execute(_BALANCE_SQL)
-        for user_id, cached, count, total, postings in cursor.fetchall():
-            found.append(
-                {
-                    "kind": DriftKind.BALANCE_MISMATCH,
-                    "subject": f"user:{user_id}",
-                    "user_id": user_id,
-                    "expected": f"{total} USD / {postings} postings",
-                    "actual": f"{cached} USD / {count} postings",
-                }
-            )
-        cursor.execute(_CHAIN_SQL)
-        for user_id, sequence, balance_after, running, previous in cursor.fetchall():
-            found.append(
-                {
-                    "kind": DriftKind.CHAIN_BROKEN,
-                    "subject": f"user:{user_id}:seq:{sequence}",
-                    "user_id": user_id,
-                    "expected": f"seq {(previous or 0) + 1}, balance {running}",
-                    "actual": f"seq {sequence}, balance {balance_after}",
-                }
-            )
-        cursor.execute(_DEPOSIT_SQL)
-        for payment_id, status, user_id in cursor.fetchall():
-            found.append(
-                {
-                    "kind": DriftKind.DEPOSIT_WITHOUT_COMPLETION,
-                    "subject": f"payment:{payment_id}",
-                    "user_id": user_id,
-                    "payment_id": payment_id,
-                    "expected": "completed",
-                    "actual": status,
-                }
-            )
-    cutoff = timezone.now() - SETTLEMENT_GRACE
-    from payments.models import Payment
+    """Check every invariant the ledger promises and record what does not hold.
 
-    late = Payment.objects.filter(pk__in=unsettled_payment_ids(limit=1000), completed_at__lt=cutoff)
-    for payment_id, user_id, amount in late.values_list("pk", "user_id", "amount_usd"):
-        found.append(
-            {
-                "kind": DriftKind.UNSETTLED_PAYMENT,
-                "subject": f"payment:{payment_id}",
-                "user_id": user_id,
-                "payment_id": payment_id,
-                "expected": f"deposit of {amount} USD",
-                "actual": "no deposit",
-            }
-        )
-    late_reports = ProviderEvent.objects.filter(
-        outcome=EventOutcome.STALE,
-        payment__status__in=["expired", "failed", "cancelled"],
-        provider_status__in=["confirming", "confirmed", "sending", "finished", "partially_paid"],
-    ).values_list("payment_id", "payment__user_id", "provider_status")
-    for payment_id, user_id, provider_status in late_reports:
-        found.append(
-            {
-                "kind": DriftKind.LATE_PROVIDER_REPORT,
-                "subject": f"payment:{payment_id}",
-                "user_id": user_id,
-                "payment_id": payment_id,
-                "expected": "no money after the payment closed",
-                "actual": f"NowPayments reports {provider_status}",
-            }
-        )
+    Returns ``{"drift": n, "by_kind": {kind: n}, "checked": {"users": .., "postings": ..,
+    "payments": .., "withdrawals": ..}}``. Each finding is recorded once per run, so a
+    problem seen on two runs has one open finding seen twice.
+    """
+    found = collect(db=connection, now=timezone.now())
     for item in found:
-        _record(item)
-    summary = {"drift": len(found), "by_kind": _count(found)}
+        finding_record(
+            kind=item.kind,
+            subject=item.subject,
+            expected=item.expected,
+            actual=item.actual,
+            detail=item.detail,
+            user_id=item.user_id,
+            payment_id=item.payment_id,
+        )
+    by_kind: dict[str, int] = {}
+    for item in found:
+        by_kind[str(item.kind)] = by_kind.get(str(item.kind), 0) + 1
+    summary = {"drift": len(found), "by_kind": by_kind, "checked": examined(db=connection)}
     if found:
-        logger.error("reconciliation found %s problem(s): %s", len(found), summary["by_kind"])
+        logger.error("reconciliation found %s problem(s): %s", len(found), by_kind)
     else:
-        logger.info("reconciliation: ledger consistent")
+        logger.info("reconciliation: ledger consistent (%s)", summary["checked"])
     return summary
 
 
-def _record(item: dict[str, Any]) -> None:
-    updated = LedgerDrift.objects.filter(
-        kind=item["kind"], subject=item["subject"], resolved_at__isnull=True
-    ).update(times_seen=F("times_seen") + 1, last_seen_at=timezone.now(), actual=item["actual"])
-    if not updated:
-        LedgerDrift.objects.create(
-            kind=item["kind"],
-            subject=item["subject"],
-            user_id=item.get("user_id"),
-            payment_id=item.get("payment_id"),
-            expected=item["expected"][:100],
-            actual=item["actual"][:100],
-        )
+def collect(*, db: BaseDatabaseWrapper, now: datetime) -> list[Finding]:
+    """Run every check against ``db`` and return what they found, each (kind, subject) once."""
+    cutoffs = {
+        "settled_before": db.ops.adapt_datetimefield_value(now - SETTLEMENT_GRACE),
+        "refunded_before": db.ops.adapt_datetimefield_value(now - REFUND_GRACE),
+    }
+    found: dict[tuple[str, str], Finding] = {}
+    with db.cursor() as cursor:
+        for check in CHECKS:
+            for item in check(cursor, cutoffs):
+                found.setdefault((str(item.kind), item.subject), item)
+    return list(found.values())
 
 
-def _count(found: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in found:
-        counts[str(item["kind"])] = counts.get(str(item["kind"]), 0) + 1
-    return counts
+_EXAMINED_SQL = """
+SELECT (SELECT COUNT(*) FROM (SELECT user_id FROM payments_userbalance
+                              UNION SELECT user_id FROM payments_transaction) u),
+       (SELECT COUNT(*) FROM payments_transaction),
+       (SELECT COUNT(*) FROM payments_payment),
+       (SELECT COUNT(*) FROM payments_withdrawalrequest)
+"""
+
+
+def examined(*, db: BaseDatabaseWrapper) -> dict[str, int]:
+    """How many users, postings, payments and withdrawals there were to check."""
+    with db.cursor() as cursor:
+        cursor.execute(_EXAMINED_SQL)
+        users, postings, payments, withdrawals = cursor.fetchone()
+    return {"users": users, "postings": postings, "payments": payments, "withdrawals": withdrawals}

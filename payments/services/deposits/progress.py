@@ -15,13 +15,14 @@ from django.utils import timezone
 
 from payments.bulk import update_rows
 from payments.errors import InvalidTransition
-from payments.models import LedgerDrift, Payment, Transaction
+from payments.models import Payment, Transaction
 from payments.models.event import EventOutcome
 from payments.models.ops import DriftKind
 from payments.models.payment import FROZEN_FIELDS, PaymentStatus, can_move
 from payments.money import CENT
 from payments.services.deposits.settle import settle_locked
 from payments.services.deposits.statuses import our_status, to_our_status
+from payments.services.findings import finding_record
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -256,19 +257,16 @@ def _unknown_payment(report: ProviderPayment) -> ApplyResult:
     if parent is None:
         return ApplyResult(outcome=EventOutcome.UNKNOWN_PAYMENT)
     paid = f"{report.actually_paid or 0} {report.pay_currency or ''}".strip()
-    subject = f"redeposit:{report.payment_id}"
-    drift = LedgerDrift.objects.filter(subject=subject, resolved_at__isnull=True)
-    if not drift.update(actual=paid[:100], last_seen_at=timezone.now()):
-        LedgerDrift.objects.create(
-            kind=DriftKind.REDEPOSIT,
-            subject=subject,
-            user_id=parent.user_id,
-            payment=parent,
-            expected="no further deposit",
-            actual=paid[:100],
-            detail=f"NowPayments payment {report.payment_id} ({report.payment_status}) "
-            f"re-deposited to the address of {parent.internal_payment_id}.",
-        )
+    finding_record(
+        kind=DriftKind.REDEPOSIT,
+        subject=f"redeposit:{report.payment_id}",
+        user_id=parent.user_id,
+        payment_id=parent.pk,
+        expected="no further deposit",
+        actual=paid,
+        detail=f"NowPayments payment {report.payment_id} ({report.payment_status}) "
+        f"re-deposited to the address of {parent.internal_payment_id}.",
+    )
     logger.warning("re-deposit %s to payment %s needs review", report.payment_id, parent.pk)
     return ApplyResult(outcome=EventOutcome.IGNORED, payment_id=parent.pk, status=parent.status)
 

@@ -19,9 +19,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from payments.errors import InvalidTransition, ProviderError, ProviderRejected
-from payments.models import LedgerDrift, WithdrawalRequest
+from payments.models import WithdrawalRequest
 from payments.models.ops import DriftKind
 from payments.models.withdrawal import WithdrawalStatus
+from payments.services.findings import finding_record
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 from payments.services.providers.nowpayments.types import PayoutRequest, PayoutWithdrawal
@@ -192,15 +193,13 @@ def _maybe_lost(withdrawal: WithdrawalRequest) -> None:
     started = withdrawal.processing_at or withdrawal.updated_at
     if started > timezone.now() - LOST_PAYOUT_AFTER:
         return
-    subject = f"payout:{withdrawal.pk}"
-    if not LedgerDrift.objects.filter(subject=subject, resolved_at__isnull=True).exists():
-        LedgerDrift.objects.create(
-            kind=DriftKind.LOST_PAYOUT,
-            subject=subject,
-            user_id=withdrawal.user_id,
-            expected="a NowPayments payout",
-            actual="none found",
-            detail=f"Withdrawal {withdrawal.internal_withdrawal_id} has been processing since "
-            f"{started:%Y-%m-%d %H:%M} UTC and NowPayments shows no payout for it. Check the "
-            "dashboard before failing (refunding) or completing it by hand.",
-        )
+    finding_record(
+        kind=DriftKind.LOST_PAYOUT,
+        subject=f"payout:{withdrawal.pk}",
+        user_id=withdrawal.user_id,
+        expected="a NowPayments payout",
+        actual="none found",
+        detail=f"Withdrawal {withdrawal.internal_withdrawal_id} has been processing since "
+        f"{started:%Y-%m-%d %H:%M} UTC and NowPayments shows no payout for it. Check the "
+        "dashboard before failing (refunding) or completing it by hand.",
+    )

@@ -1,0 +1,163 @@
+"""Reconciliation checks of the ledger itself: balances, chains and totals against the postings.
+
+Each check is one SQL statement. Every amount is compared as ``CAST(ROUND(x * 100) AS BIGINT)``:
+exact on PostgreSQL's numeric and on SQLite, whose SUM() over decimals adds floats
+(243.64000000000001 is not 243.64). ``reconcile_links`` checks payments and withdrawals.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from payments.models.ops import DriftKind
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a check found wrong, as ``findings.finding_record`` takes it."""
+
+    kind: str
+    subject: str
+    expected: str
+    actual: str
+    user_id: int | None = None
+    payment_id: uuid.UUID | None = None
+    detail: str = ""
+
+
+# A DB-API cursor of either database (Django's wrapper, which takes %s parameters).
+Cursor = Any
+Check = Callable[[Cursor, dict[str, Any]], Iterator[Finding]]
+
+
+def usd(cents: Any) -> str:
+    """Integer cents (an int, or PostgreSQL's Decimal SUM) as USD: 24364 -> "243.64"."""
+    return str(Decimal(int(cents)).scaleb(-2))
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """A UUID column's value as a UUID: PostgreSQL returns one, SQLite its 32 hex digits."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+_BALANCE_SQL = """
+SELECT b.user_id, CAST(ROUND(b.balance_usd * 100) AS BIGINT), b.transaction_count,
+       COALESCE(s.cents, 0), COALESCE(s.postings, 0)
+  FROM payments_userbalance b
+  LEFT JOIN (SELECT user_id, SUM(CAST(ROUND(amount_usd * 100) AS BIGINT)) AS cents,
+                    COUNT(*) AS postings
+               FROM payments_transaction GROUP BY user_id) s ON s.user_id = b.user_id
+ WHERE CAST(ROUND(b.balance_usd * 100) AS BIGINT) <> COALESCE(s.cents, 0)
+    OR b.transaction_count <> COALESCE(s.postings, 0)
+"""
+
+
+def _balances(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
+    cursor.execute(_BALANCE_SQL)
+    for user_id, cached, count, total, postings in cursor.fetchall():
+        yield Finding(
+            kind=DriftKind.BALANCE_MISMATCH,
+            subject=f"user:{user_id}",
+            user_id=user_id,
+            expected=f"{usd(total)} USD / {postings} postings",
+            actual=f"{usd(cached)} USD / {count} postings",
+        )
+
+
+_CHAIN_SQL = """
+SELECT user_id, sequence, balance_cents, running, previous_sequence FROM (
+    SELECT user_id, sequence, CAST(ROUND(balance_after * 100) AS BIGINT) AS balance_cents,
+           SUM(CAST(ROUND(amount_usd * 100) AS BIGINT))
+               OVER (PARTITION BY user_id ORDER BY sequence) AS running,
+           LAG(sequence) OVER (PARTITION BY user_id ORDER BY sequence) AS previous_sequence
+      FROM payments_transaction
+) chain
+WHERE balance_cents <> running OR balance_cents < 0
+   OR sequence <> COALESCE(previous_sequence, 0) + 1
+"""
+
+
+def _chain(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
+    cursor.execute(_CHAIN_SQL)
+    for user_id, sequence, balance_after, running, previous in cursor.fetchall():
+        yield Finding(
+            kind=DriftKind.CHAIN_BROKEN,
+            subject=f"user:{user_id}:seq:{sequence}",
+            user_id=user_id,
+            expected=f"seq {(previous or 0) + 1}, balance {usd(running)}",
+            actual=f"seq {sequence}, balance {usd(balance_after)}",
+        )
+
+
+_MISSING_BALANCE_SQL = """
+SELECT t.user_id, COUNT(*), SUM(CAST(ROUND(t.amount_usd * 100) AS BIGINT))
+  FROM payments_transaction t
+  LEFT JOIN payments_userbalance b ON b.user_id = t.user_id
+ WHERE b.user_id IS NULL
+ GROUP BY t.user_id
+"""
+
+
+def _missing_balances(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
+    cursor.execute(_MISSING_BALANCE_SQL)
+    for user_id, postings, total in cursor.fetchall():
+        yield Finding(
+            kind=DriftKind.BALANCE_ROW_MISSING,
+            subject=f"user:{user_id}",
+            user_id=user_id,
+            expected=f"a balance of {usd(total)} USD / {postings} postings",
+            actual="no balance row",
+        )
+
+
+# total_withdrawn as payments.ledger._move_balance keeps it: a WITHDRAWAL adds what it debits,
+# a REFUND of a withdrawal takes its amount off, never below zero. That floored walk ends at
+# S - MIN(0, lowest running S), where S is the running sum of those steps in sequence order.
+_TOTALS_SQL = """
+SELECT b.user_id,
+       CAST(ROUND(b.total_deposited * 100) AS BIGINT),
+       CAST(ROUND(b.total_withdrawn * 100) AS BIGINT),
+       COALESCE(s.deposited, 0), COALESCE(s.withdrawn, 0)
+  FROM payments_userbalance b
+  LEFT JOIN (
+      SELECT user_id,
+             SUM(CASE WHEN transaction_type = 'deposit' THEN cents ELSE 0 END) AS deposited,
+             SUM(out_cents) - MIN(CASE WHEN running < 0 THEN running ELSE 0 END) AS withdrawn
+        FROM (
+            SELECT user_id, transaction_type, cents, out_cents,
+                   SUM(out_cents) OVER (PARTITION BY user_id ORDER BY sequence) AS running
+              FROM (
+                  SELECT user_id, sequence, transaction_type,
+                         CAST(ROUND(amount_usd * 100) AS BIGINT) AS cents,
+                         CASE WHEN transaction_type = 'withdrawal'
+                                OR (transaction_type = 'refund'
+                                    AND withdrawal_request_id IS NOT NULL)
+                              THEN -CAST(ROUND(amount_usd * 100) AS BIGINT) ELSE 0 END
+                             AS out_cents
+                    FROM payments_transaction
+              ) steps
+        ) walk
+       GROUP BY user_id
+  ) s ON s.user_id = b.user_id
+ WHERE CAST(ROUND(b.total_deposited * 100) AS BIGINT) <> COALESCE(s.deposited, 0)
+    OR CAST(ROUND(b.total_withdrawn * 100) AS BIGINT) <> COALESCE(s.withdrawn, 0)
+"""
+
+
+def _totals(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
+    cursor.execute(_TOTALS_SQL)
+    for user_id, deposited, withdrawn, expect_deposited, expect_withdrawn in cursor.fetchall():
+        yield Finding(
+            kind=DriftKind.TOTALS_MISMATCH,
+            subject=f"user:{user_id}",
+            user_id=user_id,
+            expected=f"deposited {usd(expect_deposited)} / withdrawn {usd(expect_withdrawn)}",
+            actual=f"deposited {usd(deposited)} / withdrawn {usd(withdrawn)}",
+        )
+
+
+LEDGER_CHECKS: tuple[Check, ...] = (_balances, _chain, _missing_balances, _totals)
