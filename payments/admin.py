@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from payments.errors import PaymentsError
 from payments.models import (
@@ -22,9 +21,11 @@ from payments.models import (
     UserBalance,
     WithdrawalRequest,
 )
+from payments.models.event import EventOutcome
 from payments.models.payment import ACTIVE_STATUSES, PaymentStatus
 from payments.models.withdrawal import WithdrawalStatus
-from payments.services import withdrawals
+from payments.services import findings, withdrawals
+from payments.services.events import events_reprocess, reprocess_summary
 
 
 class AuditAdmin(admin.ModelAdmin):
@@ -337,6 +338,29 @@ class ProviderEventAdmin(ReadOnlyAdmin):
     list_filter = ("kind", "outcome", "provider_status")
     search_fields = ("provider_object_id", "dedupe_key")
     date_hierarchy = "received_at"
+    actions = ("reprocess_selected",)
+
+    @admin.action(description="Reprocess selected events", permissions=["reprocess"])
+    def reprocess_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        # Forced: the operator chose these; the deposits service still credits exactly once.
+        ids = list(queryset.values_list("pk", flat=True))
+        try:
+            counts = events_reprocess(event_ids=ids)
+        except PaymentsError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            return
+        failed = ProviderEvent.objects.filter(pk__in=ids, outcome=EventOutcome.ERROR)
+        level = messages.WARNING if failed.exists() else messages.SUCCESS
+        self.message_user(request, reprocess_summary(counts), level=level)
+        for event in failed.order_by("pk"):
+            self.message_user(
+                request,
+                f"Event {event.pk} ({event.kind} {event.provider_object_id}): {event.detail}",
+                level=messages.ERROR,
+            )
+
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.change_providerevent")
 
 
 @admin.register(PeriodicRun)
@@ -377,7 +401,12 @@ class LedgerDriftAdmin(AuditAdmin):
 
     @admin.action(description="Mark resolved (after correcting it with an ADJUSTMENT posting)")
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        count = queryset.filter(resolved_at__isnull=True).update(
-            resolved_at=timezone.now(), resolved_by=request.user
-        )
+        count = 0
+        for finding in queryset.filter(resolved_at__isnull=True):
+            findings.finding_resolve(
+                finding_id=finding.pk,
+                user=request.user,
+                notes=finding.resolution_notes or f"marked resolved by {request.user}",
+            )
+            count += 1
         self.message_user(request, f"{count} drift record(s) marked resolved.")

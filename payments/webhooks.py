@@ -1,26 +1,39 @@
-"""The NowPayments IPN endpoint: verify, store, apply, answer fast."""
+"""The NowPayments IPN endpoint: verify, commit the raw event, then apply it; answer fast.
+
+The order matters (dj-stripe's model): nothing is stored before the signature is verified; the
+verified event is committed on its own before it is applied, so an error while applying can
+never lose it; applying is recorded on the event and safe to repeat.
+
+Answers: 401 for a missing or bad signature, 400 for a body that is not a JSON object (it has
+no canonical form, so no signature can cover it), 200 for every verified IPN we have stored
+and dealt with, a domain error included (retrying the same body would fail the same way; the
+error is recorded on the event). An unexpected exception while applying is recorded on the
+stored event and re-raised, so Django answers 500 through its ordinary error handling (logged
+with the traceback, ``got_request_exception`` sent) and NowPayments delivers the IPN again; the
+redelivery, or ``manage.py reprocess_events``, applies the stored event exactly once.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from payments.errors import PaymentsError
-from payments.models import ProviderEvent
 from payments.models.event import EventOutcome
-from payments.services.deposits import payment_apply_report
+from payments.services.events import (
+    KIND_PAYMENT,
+    KIND_PAYOUT,
+    InvalidEventBody,
+    event_apply,
+    event_parse,
+    event_store,
+)
 from payments.services.providers.nowpayments.signature import verify_ipn
-from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +47,7 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+@transaction.non_atomic_requests  # the event must commit on its own, before it is applied
 def nowpayments_ipn(request: HttpRequest) -> JsonResponse:
     secret = settings.NOWPAYMENTS_IPN_SECRET
     if not secret:
@@ -46,76 +60,37 @@ def nowpayments_ipn(request: HttpRequest) -> JsonResponse:
     if not signature:
         logger.warning("IPN without x-nowpayments-sig from %s refused", _peer(request))
         return _error(401, "missing_signature", "The x-nowpayments-sig header is missing.")
+    try:
+        payload = event_parse(body=body)
+    except InvalidEventBody as exc:
+        logger.warning("IPN with an unreadable body from %s refused", _peer(request))
+        return _error(400, exc.code, exc.message)
     if not verify_ipn(body, signature, secret):
         logger.warning("IPN with a bad signature from %s refused", _peer(request))
         return _error(401, "invalid_signature", "The IPN signature does not match its body.")
 
-    payload = json.loads(body, parse_float=Decimal)
-    if not isinstance(payload, dict):
-        return _error(400, "invalid_body", "The IPN body is not a JSON object.")
-    if "payment_id" not in payload:
-        kind, object_id, status = (
-            "payout",
-            str(payload.get("id", "")),
-            str(payload.get("status", "")),
+    kind, object_id, status = _describe(payload)
+    try:
+        event_id, _created = event_store(
+            kind=kind, object_id=object_id, status=status, body=body, signature=signature
         )
-    else:
-        kind = "payment"
-        object_id, status = str(payload["payment_id"]), str(payload.get("payment_status", ""))
-
-    # One database transaction: the event is stored together with what it did, or not at all
-    # (then NowPayments retries). A duplicate delivery finds the stored event and stops there.
-    with transaction.atomic():
-        event_id = _store(kind, object_id, status, body, signature)
-        if event_id is None:
-            return JsonResponse({"status": "duplicate"})
-        if kind != "payment":
-            outcome = EventOutcome.IGNORED
-            _finish(event_id, outcome, "payout IPNs are applied by the payout poller")
-            return JsonResponse({"status": "ok", "outcome": outcome})
-        try:
-            report = ProviderPayment.from_dict(payload)
-            result = payment_apply_report(report=report, source="ipn")
-        except PaymentsError as exc:
-            # Recorded and acknowledged: a retry of the same body would fail the same way.
-            _finish(event_id, EventOutcome.ERROR, f"{exc.code}: {exc.message}")
-            logger.warning("IPN %s for payment %s not applied: %s", event_id, object_id, exc.code)
-            return JsonResponse({"status": "error", "code": exc.code})
-        _finish(event_id, result.outcome, "", payment_id=result.payment_id)
+    except InvalidEventBody as exc:
+        return _error(400, exc.code, exc.message)
+    # Committed. Apply it: a first delivery, or a redelivery of one not yet applied (an earlier
+    # attempt failed or is still running: the event's row lock makes it wait, then see it done).
+    result = event_apply(event_id=event_id)
+    if result.repeated:
+        return JsonResponse({"status": "duplicate"})
+    if result.outcome == EventOutcome.ERROR:
+        return JsonResponse({"status": "error", "code": result.code})
     return JsonResponse({"status": "ok", "outcome": result.outcome})
 
 
-def _store(kind: str, object_id: str, status: str, body: bytes, signature: str) -> int | None:
-    """Insert the event unless its body was seen before; return its id, or None if a duplicate."""
-    dedupe_key = hashlib.sha256(body).hexdigest()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO payments_providerevent (provider, kind, dedupe_key, provider_object_id, "
-            "provider_status, body, signature, outcome, detail, deliveries, received_at) "
-            "VALUES ('nowpayments', %s, %s, %s, %s, %s, %s, %s, '', 1, %s) "
-            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-            [
-                kind,
-                dedupe_key,
-                object_id[:64],
-                status[:32],
-                body.decode("utf-8", errors="replace"),
-                signature[:256],
-                EventOutcome.RECEIVED,
-                timezone.now(),
-            ],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        ProviderEvent.objects.filter(dedupe_key=dedupe_key).update(deliveries=F("deliveries") + 1)
-        return None
-    return int(row[0])
-
-
-def _finish(event_id: int, outcome: str, detail: str, payment_id: object = None) -> None:
-    ProviderEvent.objects.filter(pk=event_id).update(
-        outcome=outcome, detail=detail[:500], processed_at=timezone.now(), payment_id=payment_id
-    )
+def _describe(payload: dict[str, Any]) -> tuple[str, str, str]:
+    """(kind, provider object id, provider status) of a verified IPN."""
+    if "payment_id" in payload:
+        return KIND_PAYMENT, str(payload["payment_id"]), str(payload.get("payment_status", ""))
+    return KIND_PAYOUT, str(payload.get("id", "")), str(payload.get("status", ""))
 
 
 def _peer(request: HttpRequest) -> str:

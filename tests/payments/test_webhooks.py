@@ -1,4 +1,4 @@
-"""The NowPayments IPN webhook: verify first, store, apply once, in any order."""
+"""The NowPayments IPN webhook: verify first, commit the raw event, apply once, in any order."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from decimal import Decimal
 
 import pytest
 import requests
+from django.test import Client
 
 from payments.models import Payment, ProviderEvent, Transaction, UserBalance
 from payments.services import deposits as service
+from payments.services import events
 from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
 from tests.conftest import IPN_SECRET
 from tests.factories import UserFactory
@@ -46,8 +48,10 @@ def ipn_body(sandbox, payment, status: str, **changes) -> dict:
     return body
 
 
-def post(client, body: dict, signature: str | None = "sign"):
-    raw = js_dumps(body).encode()
+def post(client, body: dict, signature: str | None = "sign", raw: bytes | None = None):
+    """POST ``body`` signed as NowPayments signs it (or ``raw``, a variant of it, so signed)."""
+    if raw is None:
+        raw = js_dumps(body).encode()
     headers = {}
     if signature == "sign":
         headers["HTTP_X_NOWPAYMENTS_SIG"] = sign_ipn(body, IPN_SECRET)
@@ -58,6 +62,46 @@ def post(client, body: dict, signature: str | None = "sign"):
 
 def deposits(payment) -> int:
     return Transaction.objects.filter(payment=payment, transaction_type="deposit").count()
+
+
+def spaced(obj, depth: int = 0) -> str:
+    """``obj`` as JSON with generous whitespace (newlines, indents, spaces around colons)."""
+    pad, inner = "\n" + "  " * depth, "\n" + "  " * (depth + 1)
+    if isinstance(obj, dict):
+        items = [f"{inner}{js_dumps(k)} :  {spaced(v, depth + 1)}" for k, v in obj.items()]
+        return "{" + " ,".join(items) + pad + "}"
+    if isinstance(obj, list):
+        return "[ " + " , ".join(spaced(v, depth + 1) for v in obj) + " ]"
+    return js_dumps(obj)
+
+
+def variants(body: dict) -> list[bytes]:
+    """Five byte-different bodies of one IPN; NowPayments' signature of ``body`` fits each."""
+    compact = js_dumps(body)
+    fee_text = js_dumps({"depositFee": body["fee"]["depositFee"]})[1:-1]
+    assert fee_text in compact
+    return [
+        compact.encode(),
+        js_dumps(body, sort_keys=True).encode(),
+        js_dumps(dict(reversed(body.items()))).encode(),
+        (" \r\n" + spaced(body) + "\n\t").encode(),
+        compact.replace(fee_text, '"depositFee":1.0E-5').encode(),  # the same number, written so
+    ]
+
+
+def fail_apply_once(monkeypatch, error: Exception | None = None) -> list[int]:
+    """Make the next apply of an IPN raise an unexpected error; return the list of calls."""
+    real = events.payment_apply_report
+    calls: list[int] = []
+
+    def apply(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise error or RuntimeError("database fell over")
+        return real(**kwargs)
+
+    monkeypatch.setattr(events, "payment_apply_report", apply)
+    return calls
 
 
 def test_a_valid_ipn_completes_and_credits(client, sandbox, payment):
@@ -199,3 +243,92 @@ def test_the_same_ipn_delivered_concurrently_is_applied_once(sandbox, payment):
     event = ProviderEvent.objects.get()
     assert event.deliveries == 8
     assert deposits(payment) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"payment_id=1&payment_status=finished", "not valid JSON"),
+        (b'{"payment_id": 1, "payment_status": "finished"', "not valid JSON"),
+        (b'{"payment_id": NaN}', "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[1, 2, 3]", "not a JSON object"),
+        (b'"finished"', "not a JSON object"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_400_with_a_code(client, sandbox, raw, message):
+    response = post(client, {}, signature="a" * 128, raw=raw)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_body"
+    assert message in response.json()["message"]
+    assert not ProviderEvent.objects.exists()
+
+
+def test_an_unexpected_error_answers_500_keeps_the_event_and_the_retry_applies_it_once(
+    sandbox, payment, monkeypatch
+):
+    calls = fail_apply_once(monkeypatch)
+    sandbox.control.complete(payment.provider_payment_id)
+    body = ipn_body(sandbox, payment, "finished")
+    nowpayments = Client(raise_request_exception=False)
+
+    response = post(nowpayments, body)
+    assert response.status_code == 500  # NowPayments delivers it again later
+    event = ProviderEvent.objects.get()
+    assert event.outcome == "error"
+    assert event.detail == "unexpected RuntimeError: database fell over"
+    assert event.processed_at is not None
+    assert event.body == js_dumps(body)
+    payment.refresh_from_db()
+    assert (payment.status, deposits(payment)) == ("pending", 0)
+
+    retry = post(nowpayments, body)
+    assert retry.status_code == 200
+    assert retry.json() == {"status": "ok", "outcome": "applied"}
+    again = post(nowpayments, body)
+    assert again.json() == {"status": "duplicate"}
+    event.refresh_from_db()
+    assert (event.outcome, event.detail, event.deliveries) == ("applied", "", 3)
+    assert event.payment_id == payment.pk
+    payment.refresh_from_db()
+    assert (payment.status, deposits(payment)) == ("completed", 1)
+    assert UserBalance.objects.get(user=payment.user).balance_usd == Decimal("25.00")
+    assert len(calls) == 2
+
+
+def test_five_variants_of_one_signed_ipn_are_one_event_applied_once(client, sandbox, payment):
+    sandbox.control.complete(payment.provider_payment_id)
+    body = ipn_body(sandbox, payment, "finished")
+    raws = variants(body)
+    assert len(set(raws)) == 5
+    answers = [post(client, body, raw=raw) for raw in raws]
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [a.json()["status"] for a in answers] == ["ok"] + ["duplicate"] * 4
+    event = ProviderEvent.objects.get()
+    assert (event.deliveries, event.outcome) == (5, "applied")
+    assert event.body == raws[0].decode()  # the first delivery, exactly as received
+    assert deposits(payment) == 1
+    assert UserBalance.objects.get(user=payment.user).balance_usd == Decimal("25.00")
+
+
+def test_a_redelivered_error_is_applied_again_and_answers_its_error(client, sandbox, payment):
+    body = ipn_body(sandbox, payment, "teleported")
+    assert post(client, body).json() == {"status": "error", "code": "unknown_provider_status"}
+    assert post(client, body).json() == {"status": "error", "code": "unknown_provider_status"}
+    event = ProviderEvent.objects.get()
+    assert (event.outcome, event.deliveries) == ("error", 2)
+    assert event.detail.startswith("unknown_provider_status: ")
+
+
+def test_a_payout_ipn_is_stored_and_ignored(client, sandbox):
+    body = {"id": 5000012345, "status": "FINISHED", "hash": "0xabc", "amount": Decimal("9.5")}
+    response = post(client, body)
+    assert response.json() == {"status": "ok", "outcome": "ignored"}
+    event = ProviderEvent.objects.get()
+    assert (event.kind, event.provider_object_id, event.provider_status) == (
+        "payout",
+        "5000012345",
+        "FINISHED",
+    )
+    assert post(client, body).json() == {"status": "duplicate"}
