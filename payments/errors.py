@@ -140,3 +140,16 @@ class UnknownProviderStatus(ProviderError):
     def __init__(self, message: str = "", *, provider_status: str = "", **context: object) -> None:
         super().__init__(message, **context)
         self.provider_status = provider_status
+
+
+class InvalidEventBody(PaymentsError):
+    """The IPN body is not a JSON object."""
+
+    code = "invalid_body"
+
+
+class EventNotFound(PaymentsError):
+    """No stored provider event has this id."""
+
+    code = "event_not_found"
+    status_code = 404

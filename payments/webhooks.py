@@ -24,11 +24,11 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from payments.errors import InvalidEventBody
 from payments.models.event import EventOutcome
 from payments.services.events import (
     KIND_PAYMENT,
     KIND_PAYOUT,
-    InvalidEventBody,
     event_apply,
     event_parse,
     event_store,

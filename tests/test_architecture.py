@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +124,68 @@ def test_there_is_no_import_cycle_among_the_products_modules() -> None:
 def test_the_cycle_check_sees_a_cycle() -> None:
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+# --- one writer per aggregate ---------------------------------------------------------------
+
+OWNERS = {
+    "Payment": ("payments.services.deposits",),
+    "WithdrawalRequest": ("payments.services.withdrawals.lifecycle",),
+    "Transaction": ("payments.ledger",),
+    "UserBalance": ("payments.ledger", "payments.models.balance"),
+    "LedgerDrift": ("payments.services.findings",),
+    "ProviderEvent": ("payments.services.events",),
+}
+TABLES = {
+    "payments_payment": "Payment",
+    "payments_withdrawalrequest": "WithdrawalRequest",
+    "payments_transaction": "Transaction",
+    "payments_userbalance": "UserBalance",
+    "payments_ledgerdrift": "LedgerDrift",
+    "payments_providerevent": "ProviderEvent",
+}
+WRITES = {"create", "bulk_create", "update", "bulk_update", "delete", "get_or_create"}
+WRITES |= {"update_or_create", "select_for_update"}
+SQL_WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(payments_\w+)", re.I)
+
+
+def _writes(tree: ast.AST) -> set[str]:
+    """The aggregates a module writes: ORM write calls on a model, or SQL naming its table."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        if call and node.func.attr in WRITES:  # type: ignore[attr-defined]
+            receiver: ast.AST = node.func.value  # type: ignore[attr-defined]
+            while isinstance(receiver, ast.Call | ast.Attribute):
+                receiver = receiver.func if isinstance(receiver, ast.Call) else receiver.value
+            if isinstance(receiver, ast.Name) and receiver.id in OWNERS:
+                found.add(receiver.id)
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                value = keyword.value
+                if keyword.arg == "table" and isinstance(value, ast.Constant):
+                    found.add(TABLES.get(str(value.value), ""))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found |= {TABLES.get(t, "") for t in SQL_WRITE.findall(node.value)}
+    return found - {""}
+
+
+def test_each_aggregate_has_exactly_one_writer() -> None:
+    for name, path in MODULES.items():
+        for model in _writes(ast.parse(path.read_text(), str(path))):
+            assert name.startswith(OWNERS[model]), f"{name} writes {model}"
+
+
+def test_the_writer_check_sees_a_second_writer() -> None:
+    sample = """
+Payment._base_manager.filter(pk=1).update(status="completed")
+LedgerDrift.objects.create(kind="x")
+cursor.execute("UPDATE payments_withdrawalrequest SET status = 'approved'")
+update_rows(table="payments_userbalance", key=("user_id", "bigint"), columns=[], rows=[])
+"""
+    assert _writes(ast.parse(sample)) == {
+        "Payment",
+        "LedgerDrift",
+        "WithdrawalRequest",
+        "UserBalance",
+    }

@@ -30,7 +30,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from payments.errors import PaymentsError
+from payments.errors import EventNotFound, InvalidEventBody, PaymentsError
 from payments.models import ProviderEvent
 from payments.models.event import EventOutcome
 from payments.services.deposits import payment_apply_report
@@ -50,19 +50,6 @@ PAYOUT_DETAIL = "payout IPNs are applied by the payout poller"
 REPROCESS_COUNTS = ("selected", "skipped", "missing", "unexpected_error")
 
 _DETAIL_MAX = 500  # ProviderEvent.detail's max_length
-
-
-class InvalidEventBody(PaymentsError):
-    """The IPN body is not a JSON object."""
-
-    code = "invalid_body"
-
-
-class EventNotFound(PaymentsError):
-    """No stored provider event has this id."""
-
-    code = "event_not_found"
-    status_code = 404
 
 
 @dataclass(frozen=True)

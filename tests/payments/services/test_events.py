@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
+from payments.errors import EventNotFound, InvalidEventBody
 from payments.models import ProviderEvent, Transaction, UserBalance
 from payments.services import deposits as service
 from payments.services import events
@@ -93,7 +94,7 @@ def test_the_store_commits_on_its_own_and_refuses_to_run_inside_a_transaction(fi
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1]", b'{"a": Infinity}', b'{"a": 1e400}'])
 def test_the_store_refuses_a_body_that_is_no_signable_json_object(raw):
-    with pytest.raises(events.InvalidEventBody) as caught:
+    with pytest.raises(InvalidEventBody) as caught:
         events.event_store(kind="payment", object_id="1", status="", body=raw, signature="")
     assert caught.value.code == "invalid_body"
     assert not ProviderEvent.objects.exists()
@@ -162,7 +163,7 @@ def test_a_domain_error_is_recorded_with_its_code_and_message(sandbox, payment):
 
 
 def test_an_unknown_event_id_is_a_domain_error():
-    with pytest.raises(events.EventNotFound):
+    with pytest.raises(EventNotFound):
         events.event_apply(event_id=424242)
 
 
