@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = SandboxServer(host=host, port=port, config=config).start()
+    if config.state_file:
+        logging.getLogger("sandbox").info("state kept in %s", config.state_file)
     sys.stdout.write(f"NowPayments sandbox listening on {server.url}\n")
     sys.stdout.flush()
     try:

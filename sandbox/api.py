@@ -12,7 +12,8 @@ from sandbox import bodies, catalogue, jsjson, payment_flow, tokens
 from sandbox.clock import parse_date
 from sandbox.errors import ApiError, invalid_params, not_found
 from sandbox.models import Invoice, Payment
-from sandbox.params import amount_param, bool_param, int_param, str_param
+from sandbox.params import amount_param, bool_param, crypto_param, int_param, str_param
+from sandbox.request_body import parse_form
 from sandbox.routing import (
     Request,
     Response,
@@ -44,11 +45,15 @@ _FULL_CURRENCIES = jsjson.dumps({"currencies": [c.full_entry() for c in catalogu
 
 
 def body_of(request: Request) -> dict[str, Any]:
-    """The JSON object body. Like Express's JSON body parser, a body sent without a JSON
-    content type is ignored (an empty object), so required fields then fail validation."""
-    if "json" not in request.headers.get("content-type", "").lower():
-        return {}
+    """The body as Express's parsers read it: JSON, or ``x-www-form-urlencoded`` with the
+    ``qs`` bracket syntax (values are strings). Any other content type is ignored (an empty
+    object), so required fields then fail validation."""
+    content_type = request.headers.get("content-type", "").lower()
     try:
+        if "application/x-www-form-urlencoded" in content_type:
+            return parse_form(request.body)
+        if "json" not in content_type:
+            return {}
         data = request.json()
     except (ValueError, UnicodeError):
         raise invalid_params("Request body must be a valid JSON object") from None
@@ -103,7 +108,7 @@ def _known(code: str | None, name: str) -> str:
     if code is None:
         raise invalid_params(f'"{name}" is required')
     if catalogue.usd_rate(code) is None:
-        raise ApiError(400, "CURRENCY_UNAVAILABLE", f"Currency {code} is not available")
+        crypto_param(code)  # unknown: "was not found"; disabled: "is not available"
     return code.lower()
 
 
@@ -239,10 +244,7 @@ def create_invoice(state: SandboxState, request: Request) -> Response:
     price_currency = _known(str_param(data, "price_currency", required=True), "price_currency")
     pay_currency = str_param(data, "pay_currency")
     if pay_currency is not None:
-        found = catalogue.crypto(pay_currency)
-        if found is None or not found.enable:
-            raise ApiError(400, "CURRENCY_UNAVAILABLE", f"Currency {pay_currency} is not available")
-        pay_currency = found.code
+        pay_currency = crypto_param(pay_currency).code
     urls = {}
     for name in ("ipn_callback_url", "success_url", "cancel_url", "partially_paid_url"):
         urls[name] = str_param(data, name)

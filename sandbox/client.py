@@ -86,6 +86,28 @@ class ControlClient:
     def resend_ipn(self, payment_id: int | str) -> dict[str, Any]:
         return self._call("POST", f"/payments/{payment_id}/ipn", {})
 
+    def dashboard_finish(self, payment_id: int | str) -> dict[str, Any]:
+        """The merchant's manual "finished" (partially_paid or wrong_asset_confirmed)."""
+        return self._call("POST", f"/payments/{payment_id}/dashboard-finish", {})
+
+    def wrong_asset(
+        self,
+        payment_id: int | str,
+        currency: str,
+        amount: Decimal | str,
+        *,
+        auto_process: bool = False,
+        hash: str | None = None,
+    ) -> dict[str, Any]:
+        """A deposit of another asset: wrong_asset_confirmed, or finished in that asset."""
+        body = {
+            "currency": currency,
+            "amount": _amount(amount),
+            "auto_process": auto_process,
+            "hash": hash,
+        }
+        return self._call("POST", f"/payments/{payment_id}/wrong-asset", body)
+
     # clock
     def clock(self) -> dict[str, Any]:
         return self._call("GET", "/clock")
@@ -124,6 +146,29 @@ class ControlClient:
         return self._call("POST", f"/payouts/{payout_id}/advance", {"status": status})[
             "withdrawals"
         ]
+
+    def bulk_payouts(
+        self,
+        count: int,
+        *,
+        currency: str | None = None,
+        amount: Decimal | str | None = None,
+        address: str | None = None,
+        status: str | None = None,
+        per_batch: int | None = None,
+        ipn_callback_url: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Create ``count`` withdrawals at once (no JWT/2FA); the batches with their ids."""
+        body = {
+            "count": count,
+            "currency": currency,
+            "amount": _amount(amount),
+            "address": address,
+            "status": status,
+            "per_batch": per_batch,
+            "ipn_callback_url": ipn_callback_url,
+        }
+        return self._call("POST", "/payouts/bulk", body)["batches"]
 
     def set_balance(self, currency: str, amount: Decimal | str) -> dict[str, Any]:
         return self._call("POST", "/balance", {"currency": currency, "amount": _amount(amount)})

@@ -25,6 +25,7 @@ class SandboxConfig:
     step_seconds: float = 5.0
     jwt_ttl: float = 300.0
     tick_interval: float = 0.1
+    state_file: str | None = None  # JSON file kept across restarts; None/"" = memory only
 
 
 # option name, environment variable, type, help
@@ -38,6 +39,13 @@ _OPTIONS: tuple[tuple[str, str, type, str], ...] = (
     ("ipn_retry_interval", "SANDBOX_IPN_RETRY_INTERVAL", float, "seconds between IPN retries"),
     ("step_seconds", "SANDBOX_STEP_SECONDS", float, "seconds per automatic status step"),
     ("jwt_ttl", "SANDBOX_JWT_TTL", float, "JWT lifetime in seconds of the sandbox clock"),
+    (
+        "state_file",
+        "SANDBOX_STATE_FILE",
+        str,
+        "JSON file that keeps the state across restarts, e.g. var/sandbox-state.json "
+        "(empty: memory only)",
+    ),
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sandbox import bodies, jsjson, payment_flow, payout_flow, ticker
+from sandbox import bodies, jsjson, payment_cases, payment_flow, payout_flow, ticker
 from sandbox.clock import iso
 from sandbox.errors import ControlError
 from sandbox.models import Payment
@@ -54,6 +54,9 @@ def _payment_view(state: SandboxState, payment: Payment) -> str:
             "autoplay": payment.autoplay,
             "ipn_callback_url": payment.ipn_callback_url,
             "valid_until": iso(payment.valid_until),
+            "wrong_asset": None
+            if payment.wrong_asset_currency is None
+            else {"currency": payment.wrong_asset_currency, "amount": payment.wrong_asset_amount},
         }
     )
     return state.status_json(payment)[:-1] + "," + extra[1:]
@@ -104,7 +107,7 @@ def _action(name: str) -> Any:
                 amount = _decimal(data, "amount")
                 if amount is None:
                     raise ControlError(400, "bad_amount", "amount is required")
-                child = payment_flow.redeposit(state, record, amount)
+                child = payment_cases.redeposit(state, record, amount)
                 return _payment_response(state, child)
             return _payment_response(state, record)
 

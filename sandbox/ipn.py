@@ -90,6 +90,7 @@ class IpnLane(threading.Thread):
             delivery.attempts += 1
             delivery.responses.append(outcome)
             delivery.delivered = ok
+            self.state.revision += 1  # the delivery log is part of the persisted state
             if not ok and delivery.attempts <= config.ipn_retries:
                 due = self.state.now() + config.ipn_retry_interval
                 self.state.queue_delivery(delivery, due)

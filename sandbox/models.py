@@ -17,8 +17,21 @@ FAILED = "failed"
 EXPIRED = "expired"
 REFUNDED = "refunded"
 CANCELLED = "cancelled"
+# GUESS (not in the spec's status table): a deposit in another asset than ``pay_currency``
+# arrived and was confirmed; it waits for the merchant ("wrong-asset deposits need manual
+# handling unless auto-processing is enabled", spec 3.1 notes). Not final: the merchant
+# processes it (-> finished in the deposited asset), refunds or cancels it.
+WRONG_ASSET_CONFIRMED = "wrong_asset_confirmed"
 PAYMENT_PATH = (WAITING, CONFIRMING, CONFIRMED, SENDING, FINISHED)
-PAYMENT_STATUSES = (*PAYMENT_PATH, PARTIALLY_PAID, FAILED, EXPIRED, REFUNDED, CANCELLED)
+PAYMENT_STATUSES = (
+    *PAYMENT_PATH,
+    PARTIALLY_PAID,
+    FAILED,
+    EXPIRED,
+    REFUNDED,
+    CANCELLED,
+    WRONG_ASSET_CONFIRMED,
+)
 PAYMENT_FINAL = frozenset({FINISHED, PARTIALLY_PAID, FAILED, EXPIRED, REFUNDED, CANCELLED})
 PAYMENT_IN_FLIGHT = frozenset({CONFIRMING, CONFIRMED, SENDING})
 
@@ -61,6 +74,8 @@ class Payment:
     origin_type: str | None = None
     redeposit_status: str | None = None  # final status a re-deposit child plays out to
     children: list[int] = field(default_factory=list)
+    wrong_asset_currency: str | None = None  # a deposit in another asset (control wrong-asset)
+    wrong_asset_amount: Decimal | None = None
     autoplay: bool = False  # status steps happen on the sandbox clock
     schedule_token: int = 0  # bumps whenever the pending automatic step is cancelled
     status_cache: tuple[int, str] | None = None  # (quirk generation, serialised status body)

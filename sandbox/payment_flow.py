@@ -22,10 +22,11 @@ from sandbox.models import (
     REFUNDED,
     SENDING,
     WAITING,
+    WRONG_ASSET_CONFIRMED,
     Invoice,
     Payment,
 )
-from sandbox.params import amount_param, bool_param, str_param
+from sandbox.params import amount_param, bool_param, crypto_param, str_param
 from sandbox.state import SandboxState
 
 STANDARD_LIFETIME = 7 * 24 * 3600.0  # spec 3.1: no deposit within 7 days -> expired
@@ -62,11 +63,8 @@ def create_payment(
     price_amount = amount_param(source, "price_amount", required=True)
     price_currency = str_param(source, "price_currency", required=True).lower()
     if catalogue.usd_rate(price_currency) is None:
-        raise ApiError(400, "CURRENCY_UNAVAILABLE", f"Currency {price_currency} is not available")
-    pay_code = str_param(source, "pay_currency", required=True)
-    currency = catalogue.crypto(pay_code)
-    if currency is None or not currency.enable:
-        raise ApiError(400, "CURRENCY_UNAVAILABLE", f"Currency {pay_code} is not available")
+        crypto_param(price_currency)  # unknown: "was not found"; disabled: "is not available"
+    currency = crypto_param(str_param(source, "pay_currency", required=True))
     callback = str_param(source, "ipn_callback_url")
     if callback is not None and not callback.startswith(("http://", "https://")):
         raise invalid_params('"ipn_callback_url" must be a valid uri with a scheme http or https')
@@ -156,7 +154,7 @@ def _underpaid(payment: Payment) -> bool:
     return payment.redeposit_status == PARTIALLY_PAID or payment.actually_paid < payment.pay_amount
 
 
-def _hash(payment: Payment, kind: str) -> str:
+def hash_for(payment: Payment, kind: str) -> str:
     network = catalogue.BY_CODE[payment.pay_currency].network
     return catalogue.random_hash(f"{payment.id}:{kind}", network)
 
@@ -165,9 +163,9 @@ def set_status(state: SandboxState, payment: Payment, status: str, at: float) ->
     """Move to ``status`` and queue its IPN: one notification per status change (spec 4.1)."""
     payment.status = status
     if status == CONFIRMING and payment.payin_hash is None:
-        payment.payin_hash = _hash(payment, "payin")
+        payment.payin_hash = hash_for(payment, "payin")
     if status in (FINISHED, PARTIALLY_PAID) and payment.payout_hash is None:
-        payment.payout_hash = _hash(payment, "payout")
+        payment.payout_hash = hash_for(payment, "payout")
     payment.touch(max(at, payment.updated_at))
     send_ipn(state, payment)
 
@@ -204,14 +202,16 @@ def next_status(payment: Payment) -> str:
         return PARTIALLY_PAID if _underpaid(payment) else SENDING
     if payment.status == SENDING:
         return PARTIALLY_PAID if _underpaid(payment) else FINISHED
+    if payment.status == WRONG_ASSET_CONFIRMED:
+        raise invalid_transition(f"payment {payment.id} waits for dashboard-finish or refund")
     raise invalid_transition(f"payment {payment.id} is {payment.status}, a final status")
 
 
 _DIRECT = {  # off-path targets reachable in one jump, and the statuses they start from
     FAILED: frozenset({WAITING, CONFIRMING, CONFIRMED, SENDING}),
     EXPIRED: frozenset({WAITING}),
-    REFUNDED: frozenset({FINISHED, PARTIALLY_PAID, FAILED}),
-    CANCELLED: frozenset({PARTIALLY_PAID}),
+    REFUNDED: frozenset({FINISHED, PARTIALLY_PAID, FAILED, WRONG_ASSET_CONFIRMED}),
+    CANCELLED: frozenset({PARTIALLY_PAID, WRONG_ASSET_CONFIRMED}),
     FINISHED: frozenset({PARTIALLY_PAID}),  # the merchant's manual fix in the dashboard
 }
 
@@ -223,8 +223,13 @@ def path_to(payment: Payment, target: str) -> list[str]:
     current = payment.status
     if target == current:
         raise invalid_transition(f"payment {payment.id} is already {current}")
-    if current in _DIRECT.get(target, ()) and (target != REFUNDED or payment.actually_paid > 0):
+    paid = payment.actually_paid > 0 or payment.wrong_asset_amount is not None
+    if current in _DIRECT.get(target, ()) and (target != REFUNDED or paid):
         return [target]
+    if WRONG_ASSET_CONFIRMED in (current, target):
+        raise invalid_transition(
+            f"payment {payment.id} is {current}; use wrong-asset / dashboard-finish"
+        )
     if current in PAYMENT_FINAL:
         raise invalid_transition(f"payment {payment.id} is {current}; cannot become {target}")
     if target == PARTIALLY_PAID:
@@ -278,51 +283,6 @@ def advance(state: SandboxState, payment: Payment, target: str | None) -> None:
 def complete(state: SandboxState, payment: Payment) -> None:
     """Pay in full (if still waiting) and advance to finished."""
     advance(state, payment, FINISHED)
-
-
-def redeposit(state: SandboxState, parent: Payment, amount: Decimal) -> Payment:
-    """A repeated deposit to the parent's address: a child payment (spec 3.1 notes)."""
-    if parent.status == WAITING:
-        raise invalid_transition(f"payment {parent.id} is still waiting; use pay")
-    if parent.parent_payment_id is not None:
-        raise invalid_transition("re-deposit onto the parent payment, not a child")
-    if amount <= 0:
-        raise ControlError(400, "bad_amount", "amount must be positive")
-    now = state.now()
-    child = Payment(
-        id=state.next_id("payment"),
-        status=CONFIRMING,
-        price_amount=catalogue.convert(amount, parent.pay_currency, parent.price_currency).quantize(
-            Decimal(1).scaleb(-catalogue.precision_of(parent.price_currency))
-        ),
-        price_currency=parent.price_currency,
-        pay_amount=amount,
-        pay_currency=parent.pay_currency,
-        pay_address=parent.pay_address,
-        outcome_currency=parent.outcome_currency,
-        created_at=now,
-        updated_at=now,
-        valid_until=parent.valid_until,
-        expiration_estimate_date=parent.expiration_estimate_date,
-        purchase_id=parent.purchase_id,
-        actually_paid=amount,
-        order_id=parent.order_id,
-        order_description=parent.order_description,
-        ipn_callback_url=parent.ipn_callback_url,
-        payin_extra_id=parent.payin_extra_id,
-        parent_payment_id=parent.id,
-        origin_type="REPEATED",
-        redeposit_status=state.quirks["redeposit_status"],
-        autoplay=True,
-    )
-    child.payin_hash = _hash(child, "payin")
-    state.add_payment(child)
-    parent.children.append(child.id)
-    parent.touch(max(now, parent.updated_at))
-    send_ipn(state, child)
-    send_ipn(state, parent)  # GUESS: the parent is re-notified because payment_extra_ids changed
-    state.schedule(now + state.config.step_seconds, "payment_step", child.id, child.schedule_token)
-    return child
 
 
 # -- the ticker's work ------------------------------------------------------------------------

@@ -60,11 +60,13 @@ class SandboxState:
             "payment": _id_base(4_000_000_000),
             "purchase": _id_base(5_000_000_000),
             "invoice": _id_base(6_000_000_000),
-            "payout": _id_base(7_000_000_000),
+            "payout": _id_base(7_000_000_000),  # withdrawals (payout items)
+            "batch": _id_base(8_000_000_000),  # payout batches: another id space
             "ipn": 1,
         }
         self._seq = 0
         self.quirk_generation = 0
+        self.revision = 0  # bumped on every change; the persister saves when it moves
         self.clear()
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -94,6 +96,10 @@ class SandboxState:
                 if c.enable
             }
             self.changed.notify_all()
+
+    def mark_changed(self) -> None:
+        with self.lock:
+            self.revision += 1
 
     def next_id(self, kind: str) -> int:
         with self.lock:

@@ -29,6 +29,8 @@ def process_due(state: SandboxState) -> int:
                 elif kind == "payment_expire":
                     payment_flow.expire_due(state, payment, due)
             applied += 1
+        if applied:
+            state.mark_changed()
     return applied
 
 

@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox import api, api_payouts, control, ticker, tokens
+from sandbox import api, api_payouts, control, control_cases, ticker, tokens
 from sandbox.errors import ApiError, ControlError
+from sandbox.request_body import BodyError, read_body
 from sandbox.routing import Request, Response, Router, json_response, raw_json_response
 from sandbox.state import SandboxState
 
@@ -24,6 +25,9 @@ CONTROL_PREFIX = "/_sandbox"
 
 API_ROUTER = Router()
 API_ROUTER.routes = [*api.router.routes, *api_payouts.router.routes]
+CONTROL_ROUTER = Router()
+CONTROL_ROUTER.routes = [*control.router.routes, *control_cases.router.routes]
+READ_ONLY = frozenset({"GET", "HEAD"})
 
 
 class SandboxApp:
@@ -34,12 +38,16 @@ class SandboxApp:
         self.stopping = threading.Event()
 
     def handle(self, request: Request) -> Response:
-        if request.path.startswith(CONTROL_PREFIX + "/"):
-            return self._control(request)
-        return self._api(request)
+        try:
+            if request.path.startswith(CONTROL_PREFIX + "/"):
+                return self._control(request)
+            return self._api(request)
+        finally:
+            if request.method not in READ_ONLY:
+                self.state.mark_changed()
 
     def _control(self, request: Request) -> Response:
-        route, params, path_known = control.router.match(request.method, request.path)
+        route, params, path_known = CONTROL_ROUTER.match(request.method, request.path)
         if route is None:
             status = 405 if path_known else 404
             return json_response(status, {"error": "not_found", "message": "no such control call"})
@@ -134,9 +142,18 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815
 
     def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
         parts = urlsplit(self.path)
+        try:
+            body = read_body(
+                self.rfile,
+                self.headers.get("Transfer-Encoding"),
+                self.headers.get("Content-Length"),
+            )
+        except BodyError as exc:
+            # The framing is lost: answer, then close rather than misread the next request.
+            error = ApiError(exc.status, "BAD_REQUEST", str(exc))
+            self._send(json_response(exc.status, error.body()), close=True)
+            return
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         headers = {name.lower(): value for name, value in self.headers.items()}
         request = Request(self.command, parts.path, query, headers, body)
@@ -145,7 +162,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("sandbox failed on %s %s", self.command, parts.path)
             response = _fault_response("http_500")
+        self._send(response)
+
+    def _send(self, response: Response, *, close: bool = False) -> None:
         self.send_response(response.status)
+        if close:
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         self.send_header("x-request-id", uuid.uuid4().hex)

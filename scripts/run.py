@@ -170,7 +170,12 @@ def processes(procfile: Mapping[str, str], env: Mapping[str, str]) -> dict[str, 
     missing = [name for name in wanted if name not in procfile]
     if missing:
         raise SystemExit(f"The Procfile has no {', '.join(missing)} process type.")
-    sandbox = f"python -m sandbox --host 127.0.0.1 --port {shlex.quote(env['SANDBOX_PORT'])}"
+    # The sandbox keeps its payments across restarts, as the real provider does.
+    state = Path(env.get("PAYMENTS_VAR_DIR", "var")) / "sandbox-state.json"
+    sandbox = (
+        f"python -m sandbox --host 127.0.0.1 --port {shlex.quote(env['SANDBOX_PORT'])}"
+        f" --state-file {shlex.quote(str(state))}"
+    )
     return {"sandbox": sandbox, **{name: procfile[name] for name in wanted}}
 
 

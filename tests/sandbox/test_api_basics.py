@@ -163,7 +163,11 @@ def test_min_amount(api: Api) -> None:
 def test_min_amount_errors(api: Api) -> None:
     assert_error(api.get("/v1/min-amount"), 400, "INVALID_REQUEST_PARAMS")
     unknown = api.get("/v1/min-amount", params={"currency_from": "nope"})
-    assert_error(unknown, 400, "CURRENCY_UNAVAILABLE")
+    assert assert_error(unknown, 400, "INVALID_REQUEST_PARAMS")["message"] == (
+        "Currency nope was not found"
+    )
+    disabled = api.get("/v1/min-amount", params={"currency_from": "doge"})
+    assert_error(disabled, 400, "CURRENCY_UNAVAILABLE")
 
 
 def test_estimate(api: Api) -> None:

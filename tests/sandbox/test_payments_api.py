@@ -101,9 +101,9 @@ BASE = {"price_amount": 100, "price_currency": "usd", "pay_currency": "btc"}
         ({"price_amount": None}, "INVALID_REQUEST_PARAMS"),
         ({"price_amount": -1}, "INVALID_REQUEST_PARAMS"),
         ({"pay_currency": None}, "INVALID_REQUEST_PARAMS"),
-        ({"pay_currency": "nope"}, "CURRENCY_UNAVAILABLE"),
+        ({"pay_currency": "nope"}, "INVALID_REQUEST_PARAMS"),  # "Currency nope was not found"
         ({"pay_currency": "doge"}, "CURRENCY_UNAVAILABLE"),
-        ({"price_currency": "xyz"}, "CURRENCY_UNAVAILABLE"),
+        ({"price_currency": "xyz"}, "INVALID_REQUEST_PARAMS"),
         ({"price_amount": 5}, "AMOUNT_MINIMAL_ERROR"),
         ({"ipn_callback_url": "ftp://x"}, "INVALID_REQUEST_PARAMS"),
         ({"case": "bogus"}, "INVALID_REQUEST_PARAMS"),
