@@ -29,6 +29,13 @@ class InsufficientFunds(PaymentsError):
     status_code = 409
 
 
+class DebtOutstanding(PaymentsError):
+    """The user owes money (a refunded deposit) and may not withdraw until it is paid."""
+
+    code = "debt_outstanding"
+    status_code = 409
+
+
 class InvalidAmount(PaymentsError):
     """The amount is not a valid positive amount in USD cents."""
 

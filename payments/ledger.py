@@ -87,6 +87,18 @@ def post_many(postings: Sequence[Posting]) -> list[Transaction]:
     return _post(postings, expected_after={})
 
 
+def balance_locked(user_id: int) -> Decimal:
+    """The user's balance, with their balance row locked until the transaction ends (0.00 if
+    they have none): for a caller that decides a posting's amount from the balance."""
+    balance = (
+        UserBalance._base_manager.select_for_update()
+        .filter(user_id=user_id)
+        .values_list("balance_usd", flat=True)
+        .first()
+    )
+    return balance if balance is not None else Decimal("0.00")
+
+
 def record(txn: Transaction) -> Transaction:
     """Post an unsaved Transaction built through the ORM (``Transaction.objects.create``).
 

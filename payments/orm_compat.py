@@ -19,7 +19,7 @@ from payments import ledger
 from payments.errors import PaymentsError
 from payments.models.common import connect_orm_handler
 from payments.models.payment import Payment
-from payments.services.deposits.progress import payment_save_instance
+from payments.services.deposits.moves import payment_save_instance
 from payments.services.withdrawals import lifecycle
 
 

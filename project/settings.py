@@ -160,12 +160,30 @@ NOWPAYMENTS_TIMEOUT = env_float("NOWPAYMENTS_TIMEOUT", default=10.0)
 # Send approved withdrawals through NowPayments payouts (needs email, password and the 2FA
 # secret); off, operators pay out elsewhere and mark withdrawals completed in the admin.
 PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
+# Where a payout exists, withdrawals move only on NowPayments' word (DESIGN.md §3). A payout
+# reported FAILED may still be processed (spec 3.2): its withdrawal is failed (refunded) only if
+# NowPayments still reports it failed this many seconds after the poller first saw it so.
+PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = env_int(
+    "PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS", default=1800
+)
 # Fees charged on a withdrawal (USD strings, parsed as Decimal), taken out of its amount.
 PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD", "1.00")
 PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD", "0.50")
 # The PostgreSQL role web, worker and beat log in as (created and granted by `manage.py
 # db_roles`, run as the owner after every migrate): no superuser, owns nothing, no DELETE on money.
 PAYMENTS_DB_APP_ROLE = os.environ.get("PAYMENTS_DB_APP_ROLE", "payments_app")
+
+# The deposit policy (payments/services/deposits/policy.py; README, "When a payment goes wrong"):
+# what a deposit credits is what NowPayments reports as received, never more than the price.
+# Underpaid: "credit_received" credits the received share of the price once the payment is
+# final; "review" holds it for an operator. Overpaid: "record" credits the price and records
+# the excess as a finding; "credit" credits the received value. A partially paid payment is
+# settled by the underpayment policy this many hours after NowPayments last moved it.
+PAYMENTS_UNDERPAYMENT_POLICY = os.environ.get("PAYMENTS_UNDERPAYMENT_POLICY", "credit_received")
+PAYMENTS_OVERPAYMENT_POLICY = os.environ.get("PAYMENTS_OVERPAYMENT_POLICY", "record")
+PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS = env_float(
+    "PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS", default=24.0
+)
 
 # --- celery -------------------------------------------------------------------------------
 # Redis in production; with nothing configured, kombu's filesystem transport needs no server.

@@ -131,10 +131,13 @@ def test_the_cycle_check_sees_a_cycle() -> None:
 OWNERS = {
     "Payment": ("payments.services.deposits",),
     "WithdrawalRequest": ("payments.services.withdrawals.lifecycle",),
+    "WithdrawalOverride": ("payments.services.withdrawals.overrides",),
     "Transaction": ("payments.ledger",),
     "UserBalance": ("payments.ledger", "payments.models.balance"),
     "LedgerDrift": ("payments.services.findings",),
     "ProviderEvent": ("payments.services.events",),
+    "Receivable": ("payments.services.deposits.reverse",),
+    "PaymentResolution": ("payments.services.deposits.review",),
 }
 TABLES = {
     "payments_payment": "Payment",

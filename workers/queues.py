@@ -24,6 +24,7 @@ TASK_QUEUES: dict[str, str] = {
     "workers.withdrawal_payout_send": PAYOUTS,
     "workers.withdrawals_payout_sweep": PAYOUTS,
     "workers.ledger_reconcile": DEFAULT,
+    "workers.provider_reconcile": DEFAULT,
 }
 
 

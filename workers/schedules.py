@@ -34,6 +34,7 @@ DEFAULT_SCHEDULES = (
     Schedule("Sync currencies", "workers.currencies_sync", 86400),
     Schedule("Send and follow payouts", "workers.withdrawals_payout_sweep", 60),
     Schedule("Reconcile the ledger", "workers.ledger_reconcile", 3600),
+    Schedule("Reconcile with NowPayments", "workers.provider_reconcile", 900),
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from celery import shared_task
 
 from payments.errors import ProviderUnavailable
-from payments.services import currencies, deposits, reconcile, withdrawals
+from payments.services import currencies, deposits, reconcile, reconcile_provider, withdrawals
 from workers.leases import run_periodic
 from workers.schedules import interval_of
 
@@ -143,3 +143,11 @@ def currencies_sync_task() -> dict[str, Any]:
 @shared_task(name="workers.ledger_reconcile")
 def ledger_reconcile_task() -> dict[str, Any]:
     return _periodic("workers.ledger_reconcile", reconcile.ledger_reconcile, max_runtime=1800)
+
+
+@shared_task(name="workers.provider_reconcile", **PROVIDER_RETRY)
+def provider_reconcile_task() -> dict[str, Any]:
+    """Check settled payments and paid-out withdrawals against NowPayments' own records."""
+    return _periodic(
+        "workers.provider_reconcile", reconcile_provider.provider_reconcile, max_runtime=300
+    )

@@ -5,6 +5,8 @@ from payments.models.currency import Currency
 from payments.models.event import ProviderEvent
 from payments.models.ops import LedgerDrift, PeriodicRun
 from payments.models.payment import Payment
+from payments.models.receivable import Receivable
+from payments.models.resolution import PaymentResolution
 from payments.models.transaction import Transaction
 from payments.models.withdrawal import WithdrawalRequest
 
@@ -12,8 +14,10 @@ __all__ = [
     "Currency",
     "LedgerDrift",
     "Payment",
+    "PaymentResolution",
     "PeriodicRun",
     "ProviderEvent",
+    "Receivable",
     "Transaction",
     "UserBalance",
     "WithdrawalRequest",

@@ -11,6 +11,14 @@ from django.db import models
 from django.utils import timezone
 
 
+class DecisionOutcome(models.TextChoices):
+    """Where a four-eyes decision stands (withdrawal overrides, payment review decisions)."""
+
+    PENDING = "pending", "Waiting for a second operator"
+    APPLIED = "applied", "Applied"
+    REFUSED = "refused", "Refused"
+
+
 class Provider(models.TextChoices):
     NOWPAYMENTS = "nowpayments", "NowPayments"
 

@@ -37,6 +37,12 @@ class DriftKind(models.TextChoices):
     DEPOSIT_WITHOUT_COMPLETION = "deposit_not_completed", "Deposit for a payment not completed"
     LATE_PROVIDER_REPORT = "late_provider_report", "Money reported on a closed payment"
     LOST_PAYOUT = "lost_payout", "Withdrawal processing with no payout found"
+    PROVIDER_STATUS_DIFFERS = "provider_status_differs", "NowPayments shows another status"
+    PROVIDER_AMOUNT_DIFFERS = "provider_amount_differs", "NowPayments shows another amount paid"
+    PROVIDER_ASSET_DIFFERS = "provider_asset_differs", "NowPayments shows another pay currency"
+    PROVIDER_PAYMENT_MISSING = "provider_payment_missing", "NowPayments does not know the payment"
+    PROVIDER_PAYOUT_DIFFERS = "provider_payout_differs", "NowPayments payout differs (status/hash)"
+    PROVIDER_PAYOUT_MISSING = "provider_payout_missing", "NowPayments does not know the payout"
     REDEPOSIT = "redeposit", "Re-deposit to a payment's address (credit by hand if right)"
     DEPOSIT_MISMATCH = "deposit_mismatch", "Deposit differs from its payment (amount or user)"
     DEPOSIT_WITHOUT_PAYMENT = "deposit_without_payment", "Deposit not tied to a payment"
@@ -48,6 +54,11 @@ class DriftKind(models.TextChoices):
     REFUND_ON_OPEN = "refund_on_open", "Refund on a withdrawal still open"
     BALANCE_ROW_MISSING = "balance_row_missing", "User with postings but no balance row"
     TOTALS_MISMATCH = "totals_mismatch", "Deposited/withdrawn totals differ from the postings"
+    PAYMENT_IN_REVIEW = "payment_in_review", "Payment waits for an operator (mismatch or policy)"
+    OVERPAYMENT = "overpayment", "Paid more than the price (the excess is not credited)"
+    PAYMENT_REVERSED = "payment_reversed", "A credited deposit was refunded and reversed"
+    RECEIVABLE_OPEN = "receivable_open", "User owes what a reversed deposit could not take back"
+    FORCED_OVERRIDE = "forced_override", "Withdrawal forced completed or failed by two operators"
 
 
 class LedgerDrift(models.Model):

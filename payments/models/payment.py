@@ -27,25 +27,31 @@ class PaymentStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
     REFUNDED = "refunded", "Refunded"
     CANCELLED = "cancelled", "Cancelled"
+    REVIEW = "review", "In review"
 
 
-# The status machine as data (DESIGN.md §5): forward only, nothing out of a final status.
-# PostgreSQL enforces the same table (migration 0007); a test checks that the two agree.
+# The status machine as data (DESIGN.md §5): forward only. The exceptions are the provider's
+# word on money: a refund of a completed payment reverses it, and money reported on a payment
+# we had closed (expired, failed, cancelled) puts it before an operator (review).
+# PostgreSQL enforces the same table (migration 0009); a test checks that the two agree.
 _S = PaymentStatus
-_CLOSING = frozenset({_S.COMPLETED, _S.FAILED, _S.EXPIRED, _S.REFUNDED, _S.CANCELLED})
+_CLOSING = frozenset({_S.COMPLETED, _S.REVIEW, _S.FAILED, _S.EXPIRED, _S.REFUNDED, _S.CANCELLED})
 PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     _S.PENDING: frozenset({_S.CONFIRMING, _S.CONFIRMED, _S.PARTIALLY_PAID}) | _CLOSING,
     _S.CONFIRMING: frozenset({_S.CONFIRMED, _S.PARTIALLY_PAID}) | _CLOSING,
     _S.CONFIRMED: frozenset({_S.PARTIALLY_PAID}) | _CLOSING,
     _S.PARTIALLY_PAID: _CLOSING,
-    _S.COMPLETED: frozenset(),
-    _S.FAILED: frozenset(),
-    _S.EXPIRED: frozenset(),
+    _S.REVIEW: frozenset({_S.COMPLETED, _S.FAILED, _S.REFUNDED, _S.CANCELLED}),
+    _S.COMPLETED: frozenset({_S.REFUNDED}),
+    _S.FAILED: frozenset({_S.REVIEW}),
+    _S.EXPIRED: frozenset({_S.REVIEW}),
     _S.REFUNDED: frozenset(),
-    _S.CANCELLED: frozenset(),
+    _S.CANCELLED: frozenset({_S.REVIEW}),
 }
-FINAL_STATUSES = frozenset(status for status, nexts in PAYMENT_TRANSITIONS.items() if not nexts)
-ACTIVE_STATUSES = frozenset(s for s in PaymentStatus.values if s not in FINAL_STATUSES)
+# Statuses the provider does not move on by itself (polling stops; reconciliation still looks).
+FINAL_STATUSES = frozenset({_S.COMPLETED, _S.FAILED, _S.EXPIRED, _S.REFUNDED, _S.CANCELLED})
+# Waiting on the provider: polled, expired by the provider's word.
+ACTIVE_STATUSES = frozenset({_S.PENDING, _S.CONFIRMING, _S.CONFIRMED, _S.PARTIALLY_PAID})
 
 _STATUS_COLORS = {
     PaymentStatus.PENDING: "warning",
@@ -57,6 +63,7 @@ _STATUS_COLORS = {
     PaymentStatus.EXPIRED: "secondary",
     PaymentStatus.REFUNDED: "secondary",
     PaymentStatus.CANCELLED: "secondary",
+    PaymentStatus.REVIEW: "warning",
 }
 
 
@@ -123,6 +130,16 @@ class Payment(models.Model):
         default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="Last raw provider payload."
     )
     provider_error = models.CharField(max_length=500, blank=True)
+    credited_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="What the deposit credits under the deposit policy (empty: the price).",
+    )
+    review_reason = models.CharField(
+        max_length=300, blank=True, help_text="Why the payment waits for an operator."
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
@@ -152,8 +169,16 @@ class Payment(models.Model):
                 condition=models.Q(actual_amount__isnull=True) | models.Q(actual_amount__gte=0),
                 name="payment_actual_amount_nonneg",
             ),
+            models.CheckConstraint(
+                condition=models.Q(credited_usd__isnull=True) | models.Q(credited_usd__gt=0),
+                name="payment_credit_positive",
+            ),
         ]
-        permissions = [("settle_payment", "Can mark a payment completed by hand")]
+        permissions = [
+            ("settle_payment", "Can mark a payment completed by hand"),
+            ("resolve_payment", "Can resolve a payment in review"),
+            ("approve_full_credit", "Can approve crediting a payment in review in full"),
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -215,8 +240,9 @@ class Payment(models.Model):
 
     @property
     def credited_amount_usd(self) -> Decimal:
-        """What a completed payment credits to the user's balance: the USD amount ordered."""
-        return self.amount_usd
+        """What a completed payment credits: what the deposit policy decided from what was
+        received, or the price for a payment completed by hand (the seed's ORM update)."""
+        return self.credited_usd if self.credited_usd is not None else self.amount_usd
 
     @property
     def qr_data(self) -> str | None:

@@ -25,10 +25,18 @@ class TransactionType(models.TextChoices):
     FEE = "fee", "Fee"
     BONUS = "bonus", "Bonus"
     ADJUSTMENT = "adjustment", "Adjustment"
+    REVERSAL = "reversal", "Reversal of a refunded deposit"
 
 
 CREDIT_TYPES = frozenset({TransactionType.DEPOSIT, TransactionType.REFUND, TransactionType.BONUS})
-DEBIT_TYPES = frozenset({TransactionType.WITHDRAWAL, TransactionType.PAYMENT, TransactionType.FEE})
+DEBIT_TYPES = frozenset(
+    {
+        TransactionType.WITHDRAWAL,
+        TransactionType.PAYMENT,
+        TransactionType.FEE,
+        TransactionType.REVERSAL,
+    }
+)
 
 _TYPE_COLORS = {
     TransactionType.DEPOSIT: "success",
@@ -38,6 +46,7 @@ _TYPE_COLORS = {
     TransactionType.FEE: "warning",
     TransactionType.BONUS: "success",
     TransactionType.ADJUSTMENT: "secondary",
+    TransactionType.REVERSAL: "danger",
 }
 
 
@@ -114,6 +123,11 @@ class Transaction(models.Model):
                 fields=["payment"],
                 condition=models.Q(transaction_type=TransactionType.DEPOSIT),
                 name="txn_one_deposit_per_payment",
+            ),
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=models.Q(transaction_type=TransactionType.REVERSAL),
+                name="txn_one_reversal_per_payment",
             ),
             models.UniqueConstraint(
                 fields=["withdrawal_request"],

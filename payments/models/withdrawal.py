@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from payments.models.common import generate_public_id, orm_handler, status_check
+from payments.models.common import DecisionOutcome, generate_public_id, orm_handler, status_check
 from payments.money import format_usd
 
 
@@ -129,7 +129,10 @@ class WithdrawalRequest(models.Model):
                 name="withdrawal_completed_has_hash",
             ),
         ]
-        permissions = [("approve_withdrawalrequest", "Can approve or reject withdrawal requests")]
+        permissions = [
+            ("approve_withdrawalrequest", "Can approve or reject withdrawal requests"),
+            ("override_withdrawalrequest", "Can approve a forced withdrawal override"),
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -183,3 +186,67 @@ class WithdrawalRequest(models.Model):
     @property
     def is_final(self) -> bool:
         return not WITHDRAWAL_TRANSITIONS[WithdrawalStatus(self.status)]
+
+
+class OverrideAction(models.TextChoices):
+    FAIL = "fail", "Force failed (refunds the hold)"
+    COMPLETE = "complete", "Force completed"
+
+
+class WithdrawalOverride(models.Model):
+    """An operator's request to complete or fail a withdrawal without the provider's word.
+
+    It is applied only once a second operator holding the override permission approves it
+    (payments.services.withdrawals.overrides, the only writer of these rows).
+    """
+
+    Action = OverrideAction
+    Outcome = DecisionOutcome
+
+    withdrawal = models.ForeignKey(
+        WithdrawalRequest, on_delete=models.PROTECT, related_name="overrides"
+    )
+    action = models.CharField(max_length=20, choices=OverrideAction.choices)
+    reason = models.TextField()
+    transaction_hash = models.CharField(max_length=255, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=20, choices=DecisionOutcome.choices, default=DecisionOutcome.PENDING
+    )
+    decision_notes = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            status_check("action", OverrideAction, "withdrawal_override_action_valid"),
+            status_check("outcome", DecisionOutcome, "withdrawal_override_outcome_valid"),
+            models.CheckConstraint(
+                condition=~models.Q(reason=""), name="withdrawal_override_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(action=OverrideAction.COMPLETE)
+                | ~models.Q(transaction_hash=""),
+                name="withdrawal_override_complete_has_hash",
+            ),
+            # Nobody approves (or refuses) what they requested.
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | ~models.Q(decided_by=models.F("requested_by")),
+                name="withdrawal_override_second_operator",
+            ),
+            models.UniqueConstraint(
+                fields=["withdrawal"],
+                condition=models.Q(outcome=DecisionOutcome.PENDING),
+                name="withdrawal_override_one_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} of withdrawal {self.withdrawal_id} ({self.outcome})"

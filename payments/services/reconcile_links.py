@@ -19,8 +19,8 @@ SETTLEMENT_GRACE = timedelta(minutes=10)
 REFUND_GRACE = timedelta(minutes=5)
 
 # What a payment credits, in cents, as SQL over ``payments_payment p``: the one place to follow
-# Payment.credited_amount_usd when it changes.
-CREDIT_CENTS_SQL = "CAST(ROUND(p.amount_usd * 100) AS BIGINT)"
+# Payment.credited_amount_usd. A refunded payment keeps its deposit beside its reversal.
+CREDIT_CENTS_SQL = "CAST(ROUND(COALESCE(p.credited_usd, p.amount_usd) * 100) AS BIGINT)"
 
 # --- deposits -------------------------------------------------------------------------------
 
@@ -29,6 +29,10 @@ SELECT t.payment_id, p.status, t.user_id
   FROM payments_transaction t
   JOIN payments_payment p ON p.id = t.payment_id
  WHERE t.transaction_type = 'deposit' AND p.status <> 'completed'
+   AND NOT (p.status = 'refunded' AND (
+        EXISTS (SELECT 1 FROM payments_transaction r
+                 WHERE r.payment_id = p.id AND r.transaction_type = 'reversal')
+        OR EXISTS (SELECT 1 FROM payments_receivable d WHERE d.payment_id = p.id)))
 """
 
 

@@ -90,12 +90,16 @@ def test_approve_then_complete_with_the_hash(client, reviewer, withdrawal):
     assert 'name="transaction_hash"' in form.content.decode()
     response = client.post(
         f"{URL}withdrawalrequest/{withdrawal.pk}/change/",
-        {"transaction_hash": "0xpaid", "admin_notes": "sent from hot wallet", "failure_reason": ""},
+        {
+            "transaction_hash": "ab" * 32,
+            "admin_notes": "sent from hot wallet",
+            "failure_reason": "",
+        },
     )
     assert response.status_code == 302
     assert "1 withdrawal(s) completed." in act(client, "mark_completed", [withdrawal])
     withdrawal.refresh_from_db()
-    assert (withdrawal.status, withdrawal.transaction_hash) == ("completed", "0xpaid")
+    assert (withdrawal.status, withdrawal.transaction_hash) == ("completed", "ab" * 32)
     assert UserBalance.objects.get(user=withdrawal.user).balance_usd == Decimal("30.00")
 
 

@@ -39,21 +39,18 @@ WITHDRAWAL_TABLE = {
     "cancelled": set(),
     "failed": set(),
 }
+CLOSING = {"completed", "review", "failed", "expired", "refunded", "cancelled"}
 PAYMENT_TABLE = {
-    "pending": {
-        "confirming", "confirmed", "partially_paid", "completed",
-        "failed", "expired", "refunded", "cancelled",
-    },
-    "confirming": {
-        "confirmed", "partially_paid", "completed", "failed", "expired", "refunded", "cancelled",
-    },
-    "confirmed": {"partially_paid", "completed", "failed", "expired", "refunded", "cancelled"},
-    "partially_paid": {"completed", "failed", "expired", "refunded", "cancelled"},
-    "completed": set(),
-    "failed": set(),
-    "expired": set(),
+    "pending": {"confirming", "confirmed", "partially_paid", *CLOSING},
+    "confirming": {"confirmed", "partially_paid", *CLOSING},
+    "confirmed": {"partially_paid", *CLOSING},
+    "partially_paid": CLOSING,
+    "review": {"completed", "failed", "refunded", "cancelled"},
+    "completed": {"refunded"},
+    "failed": {"review"},
+    "expired": {"review"},
     "refunded": set(),
-    "cancelled": set(),
+    "cancelled": {"review"},
 }  # fmt: skip
 # How the owner brings a new (pending) withdrawal to each status, legally.
 WITHDRAWAL_PATH = {
@@ -362,9 +359,16 @@ def test_every_payment_transition_is_admitted_exactly_when_in_the_table(app, use
 
 
 def test_the_migration_table_is_the_specification():
+    from payments.models.payment import PAYMENT_TRANSITIONS
+    from payments.models.withdrawal import WITHDRAWAL_TRANSITIONS
+
     guards = importlib.import_module("payments.migrations.0007_state_guards")
-    assert {k: set(v) for k, v in guards.PAYMENT_TRANSITIONS.items()} == PAYMENT_TABLE
+    latest = importlib.import_module("payments.migrations.0009_deposit_policy")
+    assert {k: set(v) for k, v in latest.PAYMENT_TRANSITIONS.items()} == PAYMENT_TABLE
     assert {k: set(v) for k, v in guards.WITHDRAWAL_TRANSITIONS.items()} == WITHDRAWAL_TABLE
+    # The services' tables are the same specification.
+    assert {k: set(v) for k, v in PAYMENT_TRANSITIONS.items()} == PAYMENT_TABLE
+    assert {k: set(v) for k, v in WITHDRAWAL_TRANSITIONS.items()} == WITHDRAWAL_TABLE
 
 
 def test_the_amount_currency_and_user_of_a_payment_cannot_change(app, user, currency):

@@ -44,6 +44,9 @@ def ipn_body(sandbox, payment, status: str, **changes) -> dict:
             "order_description": "Dépôt ☕",
         }
     )
+    if status in ("confirming", "confirmed", "sending", "finished"):
+        # NowPayments reports what arrived: here, the whole amount asked.
+        body["actually_paid"] = body["pay_amount"]
     body.update(changes)
     return body
 

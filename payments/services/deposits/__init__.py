@@ -13,11 +13,17 @@ from payments.services.deposits.create import (
     payments_awaiting_registration,
 )
 from payments.services.deposits.expire import payments_expire
+from payments.services.deposits.moves import payment_move, payment_save_instance
 from payments.services.deposits.poll import payment_refresh, payments_poll
 from payments.services.deposits.progress import (
     ApplyResult,
     payment_apply_report,
     payments_apply_reports,
+)
+from payments.services.deposits.review import (
+    payment_review_approve,
+    payment_review_refuse,
+    payment_review_request,
 )
 from payments.services.deposits.settle import (
     deposit_posting,
@@ -31,8 +37,13 @@ __all__ = [
     "deposit_posting",
     "payment_apply_report",
     "payment_create",
+    "payment_move",
     "payment_refresh",
     "payment_register",
+    "payment_review_approve",
+    "payment_review_refuse",
+    "payment_review_request",
+    "payment_save_instance",
     "payment_settle",
     "payments_apply_reports",
     "payments_awaiting_registration",

@@ -23,7 +23,7 @@ from payments.models import Currency, Payment
 from payments.models.common import generate_public_id
 from payments.models.payment import PaymentStatus
 from payments.money import CENT, is_cents
-from payments.services.deposits.progress import payment_move
+from payments.services.deposits.moves import payment_move
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.types import ProviderPayment
 

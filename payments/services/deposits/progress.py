@@ -14,14 +14,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from payments.bulk import update_rows
-from payments.errors import InvalidTransition
 from payments.models import Payment, Transaction
 from payments.models.event import EventOutcome
 from payments.models.ops import DriftKind
-from payments.models.payment import FROZEN_FIELDS, PaymentStatus, can_move
+from payments.models.payment import PaymentStatus, can_move
 from payments.money import CENT
+from payments.services.deposits.policy import Verdict, judge_report
+from payments.services.deposits.reverse import collect_locked, reverse_locked
 from payments.services.deposits.settle import settle_locked
-from payments.services.deposits.statuses import our_status, to_our_status
+from payments.services.deposits.statuses import our_status
 from payments.services.findings import finding_record
 from payments.services.providers.nowpayments.types import ProviderPayment
 
@@ -42,16 +43,20 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     The status only moves forward; a stale or repeated report changes nothing. Reaching
     completed posts the deposit in the same database transaction, exactly once.
     """
-    new_status = our_status(report.payment_status)
+    ours = our_status(report.payment_status)
     with transaction.atomic():
         try:
-            payment = Payment.objects.select_for_update().get(provider_payment_id=report.payment_id)
+            payment = (
+                Payment._base_manager.select_for_update(of=("self",))
+                .select_related("currency")
+                .get(provider_payment_id=report.payment_id)
+            )
         except Payment.DoesNotExist:
             return _unknown_payment(report)
         old_status = payment.status
-        outcome = _merge_report(payment, report, new_status, timezone.now())
+        outcome, verdict = _merge_report(payment, report, ours, timezone.now())
         _write_progress([payment])
-        deposits = settle_locked([payment])
+        deposits = consequences([(payment, verdict)])
     deposit = deposits[0] if deposits else None
     if outcome == EventOutcome.APPLIED:
         logger.info("payment id=%s %s -> %s via %s", payment.pk, old_status, payment.status, source)
@@ -73,95 +78,24 @@ def payments_apply_reports(*, reports: list[ProviderPayment], source: str) -> di
     now = timezone.now()
     with transaction.atomic():
         payments = list(
-            Payment.objects.select_for_update()
+            Payment._base_manager.select_for_update(of=("self",))
+            .select_related("currency")
             .filter(provider_payment_id__in=list(by_id))
             .order_by("pk")
         )
+        moved = []
         for payment in payments:
             report = by_id[payment.provider_payment_id or ""]
-            counts[_merge_report(payment, report, our_status(report.payment_status), now)] += 1
+            outcome, verdict = _merge_report(
+                payment, report, our_status(report.payment_status), now
+            )
+            counts[outcome] += 1
+            moved.append((payment, verdict))
         _write_progress(payments)
-        counts["credited"] = len(settle_locked(payments, only_new=True))
+        counts["credited"] = len(consequences(moved, only_new=True))
     if counts["applied"]:
         logger.info("%s: applied %s report(s) in one batch", source, counts["applied"])
     return counts
-
-
-def payment_move(*, payment_id: uuid.UUID, status: str, reason: str = "") -> Payment:
-    """Move a payment to ``status`` by our own decision (expiry, a refused registration).
-
-    The same machine as a provider report: forward only; reaching completed settles it.
-    """
-    with transaction.atomic():
-        payment = Payment._base_manager.select_for_update().get(pk=payment_id)
-        _move_locked(payment, status, timezone.now())
-        if reason:
-            payment.provider_error = reason[:500]
-        _write(payment, [*_MOVE_FIELDS, "provider_error"])
-        settle_locked([payment])
-    return payment
-
-
-def payment_save_instance(payment: Payment, *, previous_status: str | None) -> Payment:
-    """Save a payment changed through the ORM (the seed's status update and provider snippet).
-
-    A NowPayments status name is mapped onto ours; the move is checked by the same machine as
-    every other; what is fixed at creation stays fixed; a completion is settled at once, in the
-    same database transaction.
-    """
-    new_status = to_our_status(payment.status)
-    with transaction.atomic():
-        stored = Payment._base_manager.select_for_update().get(pk=payment.pk)
-        for name in FROZEN_FIELDS:
-            if getattr(stored, name) != getattr(payment, name):
-                raise InvalidTransition(
-                    f"{name} of payment {stored.internal_payment_id} cannot change after it "
-                    "is created."
-                )
-        if previous_status is not None and stored.status not in (previous_status, new_status):
-            raise InvalidTransition(
-                f"Payment {stored.internal_payment_id} was moved to {stored.status} by someone "
-                "else; reload it and try again."
-            )
-        moved_at = payment.completed_at
-        payment.status = stored.status
-        _move_locked(payment, new_status, timezone.now())
-        if moved_at is not None:
-            payment.completed_at = moved_at  # the seed sets completed_at itself
-        _write(payment, _EDITABLE_FIELDS)
-        settle_locked([payment])
-    return payment
-
-
-def _move_locked(payment: Payment, new_status: str, now: Any) -> None:
-    old = payment.status
-    if new_status == old:
-        return
-    if not can_move(old, new_status):
-        raise InvalidTransition(
-            f"Payment {payment.internal_payment_id} cannot move from {old} to {new_status}."
-        )
-    payment.status = new_status
-    payment.status_changed_at = now
-    payment.updated_at = now
-    if new_status == PaymentStatus.COMPLETED and payment.completed_at is None:
-        payment.completed_at = now
-    logger.info("payment id=%s %s -> %s", payment.pk, old, new_status)
-
-
-_MOVE_FIELDS = ["status", "status_changed_at", "completed_at", "updated_at"]
-# What an ORM save may write: everything but the key and what is fixed at creation.
-_EDITABLE_FIELDS = [
-    f.attname
-    for f in Payment._meta.concrete_fields
-    if not f.primary_key and f.attname not in FROZEN_FIELDS and f.attname != "created_at"
-]
-
-
-def _write(payment: Payment, fields: list[str]) -> None:
-    Payment._base_manager.filter(pk=payment.pk).update(
-        **{name: getattr(payment, name) for name in fields}
-    )
 
 
 # The columns a provider report may change.
@@ -176,27 +110,75 @@ _PROGRESS_FIELDS = [
     "pay_amount",
     "provider_data",
     "provider_checked_at",
+    "credited_usd",
+    "review_reason",
     "updated_at",
 ]
 
 
-def _merge_report(payment: Payment, report: ProviderPayment, new_status: str, now: Any) -> str:
-    """Merge a report into the payment in memory; return the outcome (applied/stale/unchanged)."""
+def _merge_report(
+    payment: Payment, report: ProviderPayment, ours: str, now: Any
+) -> tuple[str, Verdict | None]:
+    """Merge a report into the payment in memory: the outcome (applied/stale/unchanged) and,
+    when the status moved, the policy's verdict that moved it."""
     payment.provider_checked_at = now
     payment.updated_at = now
     old_status = payment.status
-    if new_status == old_status:
-        outcome = EventOutcome.UNCHANGED
-    elif can_move(old_status, new_status):
-        outcome = EventOutcome.APPLIED
-        payment.status = new_status
-        payment.status_changed_at = now
-        if new_status == PaymentStatus.COMPLETED and payment.completed_at is None:
+    verdict = judge_report(payment, report, ours)
+    if verdict.status == old_status:
+        _copy_progress(payment, report)
+        return EventOutcome.UNCHANGED, None
+    if not can_move(old_status, verdict.status):
+        return EventOutcome.STALE, None
+    payment.status = verdict.status
+    payment.status_changed_at = now
+    if verdict.status == PaymentStatus.COMPLETED:
+        payment.credited_usd = verdict.credit_usd
+        if payment.completed_at is None:
             payment.completed_at = now
-    else:
-        return EventOutcome.STALE
+    if verdict.review_reason:
+        payment.review_reason = verdict.review_reason[:300]
     _copy_progress(payment, report)
-    return outcome
+    return EventOutcome.APPLIED, verdict
+
+
+def consequences(
+    moved: list[tuple[Payment, Verdict | None]], *, only_new: bool = False
+) -> list[Transaction]:
+    """What the moves mean for money, in the same transaction: settle completions, reverse
+    refunded credits, collect what is owed, and put reviews and excess before an operator."""
+    payments = [payment for payment, _ in moved]
+    deposits = settle_locked(payments, only_new=only_new)
+    reverse_locked(payments)
+    if deposits:
+        collect_locked({t.user_id for t in deposits})
+    for payment, verdict in moved:
+        if verdict is None:
+            continue
+        if verdict.status == PaymentStatus.REVIEW:
+            finding_record(
+                kind=DriftKind.PAYMENT_IN_REVIEW,
+                subject=f"payment:{payment.pk}",
+                user_id=payment.user_id,
+                payment_id=payment.pk,
+                expected="a report that matches the payment",
+                actual=verdict.review_reason or payment.review_reason,
+                detail=f"{payment.internal_payment_id} is in review: "
+                f"{verdict.review_reason or payment.review_reason}. Credit what was received, "
+                "credit in full (second operator) or reject it.",
+            )
+        if verdict.excess_usd:
+            finding_record(
+                kind=DriftKind.OVERPAYMENT,
+                subject=f"payment:{payment.pk}",
+                user_id=payment.user_id,
+                payment_id=payment.pk,
+                expected=f"{payment.amount_usd} USD",
+                actual=f"{payment.amount_usd + verdict.excess_usd} USD received",
+                detail=f"{payment.internal_payment_id} was overpaid by about "
+                f"{verdict.excess_usd} USD; the price was credited and the excess was not.",
+            )
+    return deposits
 
 
 def _write_progress(payments: list[Payment]) -> None:
@@ -223,6 +205,8 @@ def _write_progress(payments: list[Payment]) -> None:
             ("pay_amount", "numeric"),
             ("provider_data", "jsonb"),
             ("provider_checked_at", "timestamptz"),
+            ("credited_usd", "numeric"),
+            ("review_reason", "varchar"),
             ("updated_at", "timestamptz"),
         ],
         rows=[
@@ -238,6 +222,8 @@ def _write_progress(payments: list[Payment]) -> None:
                 p.pay_amount,
                 json.dumps(p.provider_data, cls=DjangoJSONEncoder),
                 p.provider_checked_at,
+                p.credited_usd,
+                p.review_reason,
                 p.updated_at,
             )
             for p in payments

@@ -18,6 +18,8 @@ PAYMENT_STATUS_MAP: dict[str, str] = {
     "expired": "expired",
     "cancelled": "cancelled",
     "canceled": "cancelled",
+    # Another asset arrived (auto-processing off): an operator decides what it is worth.
+    "wrong_asset_confirmed": "review",
 }
 
 

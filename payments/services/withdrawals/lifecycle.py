@@ -5,21 +5,25 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from payments import ledger
 from payments.errors import (
     CurrencyUnavailable,
+    DebtOutstanding,
     InvalidAddress,
     InvalidAmount,
     InvalidTransition,
     PermissionDenied,
 )
-from payments.models import Currency, WithdrawalRequest
+from payments.models import Currency, Receivable, WithdrawalRequest
 from payments.models.common import generate_public_id
 from payments.models.transaction import TransactionType
 from payments.models.withdrawal import (
@@ -32,6 +36,16 @@ from payments.money import is_cents
 logger = logging.getLogger(__name__)
 
 APPROVE_PERMISSION = "payments.approve_withdrawalrequest"
+
+
+class Confirmation(StrEnum):
+    """Whose word completes or fails a withdrawal (DESIGN.md §3, "pay out what the provider
+    confirms")."""
+
+    OPERATOR = "operator"  # an operator's (or the ORM's): enough only where no payout exists
+    PROVIDER = "provider"  # NowPayments reports the payout finished, failed or refused
+    OVERRIDE = "override"  # a forced override, approved by a second operator
+
 
 # Fields fixed at creation: changing them later would pay someone else, or another amount.
 _FROZEN_FIELDS = (
@@ -135,16 +149,46 @@ def withdrawal_start_processing(*, withdrawal_id: uuid.UUID) -> WithdrawalReques
 
 
 def withdrawal_complete(
-    *, withdrawal_id: uuid.UUID, transaction_hash: str, admin_user: Any = None
+    *,
+    withdrawal_id: uuid.UUID,
+    transaction_hash: str,
+    admin_user: Any = None,
+    confirmation: Confirmation = Confirmation.OPERATOR,
 ) -> WithdrawalRequest:
     changes: dict[str, Any] = {"transaction_hash": transaction_hash.strip()}
     if admin_user is not None:
         changes["admin_user"] = admin_user
-    return _transition(withdrawal_id, WithdrawalStatus.COMPLETED, **changes)
+    return _transition(
+        withdrawal_id, WithdrawalStatus.COMPLETED, confirmation=confirmation, **changes
+    )
 
 
-def withdrawal_fail(*, withdrawal_id: uuid.UUID, reason: str) -> WithdrawalRequest:
-    return _transition(withdrawal_id, WithdrawalStatus.FAILED, failure_reason=reason[:500])
+def withdrawal_fail(
+    *, withdrawal_id: uuid.UUID, reason: str, confirmation: Confirmation = Confirmation.OPERATOR
+) -> WithdrawalRequest:
+    return _transition(
+        withdrawal_id,
+        WithdrawalStatus.FAILED,
+        confirmation=confirmation,
+        failure_reason=reason[:500],
+    )
+
+
+def withdrawal_lock(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
+    """Lock a request's row until the caller's transaction ends (for a service deciding on it,
+    e.g. a forced override); the lifecycle's own steps take the same lock."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("withdrawal_lock() holds its lock only inside a transaction.")
+    return WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+
+
+def payout_may_exist(withdrawal: WithdrawalRequest, *, status: str | None = None) -> bool:
+    """True when NowPayments may hold a payout of this withdrawal: its ids are known, or
+    payouts are on and it is processing (the creation may have gone unanswered)."""
+    if withdrawal.provider_batch_id or withdrawal.provider_payout_id:
+        return True
+    processing = (status or withdrawal.status) == WithdrawalStatus.PROCESSING
+    return processing and bool(getattr(settings, "PAYMENTS_PAYOUTS_ENABLED", False))
 
 
 def withdrawal_save_instance(
@@ -153,6 +197,9 @@ def withdrawal_save_instance(
     """Save an existing request changed through the ORM, applying the same rules."""
     with transaction.atomic():
         stored = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal.pk)
+        # The payout's provider fields are the payout steps' to write, never a stale copy's.
+        for name in _PROVIDER_FIELDS:
+            setattr(withdrawal, name, getattr(stored, name))
         if previous_status is not None and stored.status != previous_status:
             raise InvalidTransition(
                 f"Withdrawal {stored.internal_withdrawal_id} was moved to {stored.status} "
@@ -168,7 +215,13 @@ def withdrawal_save_instance(
     return withdrawal
 
 
-def _transition(withdrawal_id: uuid.UUID, new_status: str, **changes: Any) -> WithdrawalRequest:
+def _transition(
+    withdrawal_id: uuid.UUID,
+    new_status: str,
+    *,
+    confirmation: Confirmation = Confirmation.OPERATOR,
+    **changes: Any,
+) -> WithdrawalRequest:
     with transaction.atomic():
         withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
         previous = withdrawal.status
@@ -179,11 +232,16 @@ def _transition(withdrawal_id: uuid.UUID, new_status: str, **changes: Any) -> Wi
         for name, value in changes.items():
             setattr(withdrawal, name, value)
         withdrawal.status = new_status
-        _apply(withdrawal, previous=previous)
+        _apply(withdrawal, previous=previous, confirmation=confirmation)
         return withdrawal
 
 
-def _apply(withdrawal: WithdrawalRequest, *, previous: str) -> None:
+def _apply(
+    withdrawal: WithdrawalRequest,
+    *,
+    previous: str,
+    confirmation: Confirmation = Confirmation.OPERATOR,
+) -> None:
     """Check and save a status change (or a plain edit); refund the hold on a final failure."""
     new = withdrawal.status
     if new != previous:
@@ -194,6 +252,8 @@ def _apply(withdrawal: WithdrawalRequest, *, previous: str) -> None:
             )
         if new in (WithdrawalStatus.APPROVED, WithdrawalStatus.REJECTED):
             _check_reviewer(withdrawal)
+        if new in _PAYOUT_OUTCOMES and confirmation == Confirmation.OPERATOR:
+            _check_no_payout(withdrawal, previous=previous, new=new)
         if new == WithdrawalStatus.COMPLETED and not withdrawal.transaction_hash.strip():
             raise InvalidTransition("A completed withdrawal needs its blockchain transaction hash.")
         stamp = _STATUS_TIMESTAMPS[WithdrawalStatus(new)]
@@ -215,6 +275,18 @@ def _apply(withdrawal: WithdrawalRequest, *, previous: str) -> None:
         logger.info("withdrawal id=%s %s -> %s", withdrawal.pk, previous, new)
 
 
+_PAYOUT_OUTCOMES = frozenset({WithdrawalStatus.COMPLETED, WithdrawalStatus.FAILED})
+
+
+def _check_no_payout(withdrawal: WithdrawalRequest, *, previous: str, new: str) -> None:
+    if payout_may_exist(withdrawal, status=previous):
+        raise InvalidTransition(
+            f"Withdrawal {withdrawal.internal_withdrawal_id} has a NowPayments payout: it "
+            f"becomes {new} only when NowPayments reports it, or by a forced override that a "
+            "second operator approves."
+        )
+
+
 def _check_reviewer(withdrawal: WithdrawalRequest) -> None:
     reviewer = withdrawal.admin_user
     if reviewer is None:
@@ -228,6 +300,11 @@ def _check_reviewer(withdrawal: WithdrawalRequest) -> None:
 
 
 def _validate_new(withdrawal: WithdrawalRequest) -> None:
+    if Receivable.objects.filter(user_id=withdrawal.user_id, settled_at__isnull=True).exists():
+        raise DebtOutstanding(
+            "A refunded deposit left an amount owed on this account; withdrawals open again "
+            "once it is paid back."
+        )
     for name in ("amount_usd", "network_fee_usd", "service_fee_usd"):
         value = getattr(withdrawal, name)
         if not isinstance(value, Decimal) or not is_cents(value) or value < 0:
@@ -247,6 +324,9 @@ def _validate_new(withdrawal: WithdrawalRequest) -> None:
         raise InvalidAddress(f"{address[:12]}… is not a valid {currency.display_name} address.")
     withdrawal.wallet_address = address
 
+
+# Written only by the payout steps below (and kept as stored when the ORM saves a request).
+_PROVIDER_FIELDS = ("provider_batch_id", "provider_payout_id", "provider_data")
 
 # What a save may write: everything but the key and the terms fixed at creation.
 _EDITABLE_FIELDS = [
@@ -269,13 +349,54 @@ def _write(withdrawal: WithdrawalRequest, fields: list[str]) -> None:
 def withdrawal_record_payout(
     *, withdrawal_id: uuid.UUID, batch_id: str, payout_id: str, data: dict[str, Any]
 ) -> None:
-    """Remember which NowPayments payout pays this withdrawal, and what it said."""
-    WithdrawalRequest._base_manager.filter(pk=withdrawal_id).update(
-        provider_batch_id=batch_id,
-        provider_payout_id=payout_id,
-        provider_data=data,
-        updated_at=timezone.now(),
-    )
+    """Remember which NowPayments payout pays this withdrawal (batch id and item id), and
+    what it said; what was noted before (a failure sighting) is kept."""
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        withdrawal.provider_batch_id = batch_id or withdrawal.provider_batch_id
+        withdrawal.provider_payout_id = payout_id or withdrawal.provider_payout_id
+        withdrawal.provider_data = {**(withdrawal.provider_data or {}), **data}
+        withdrawal.updated_at = timezone.now()
+        _write(withdrawal, [*_PROVIDER_FIELDS, "updated_at"])
+
+
+def withdrawal_note_payout_failure(
+    *, withdrawal_id: uuid.UUID, status: str, error: str
+) -> tuple[datetime, bool] | None:
+    """Record when the payout was first seen failed; (that moment, whether it is now).
+
+    None if the withdrawal is no longer processing. The first sighting refunds nothing: the
+    payout poller fails the withdrawal only on a later look, after the settling time.
+    """
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        if withdrawal.status != WithdrawalStatus.PROCESSING:
+            return None
+        data = dict(withdrawal.provider_data or {})
+        seen = data.get("failed_seen_at")
+        if seen:
+            return datetime.fromisoformat(seen), False
+        now = timezone.now()
+        data.update(failed_seen_at=now.isoformat(), failed_status=status, failed_error=error)
+        withdrawal.provider_data = data
+        withdrawal.updated_at = now
+        _write(withdrawal, ["provider_data", "updated_at"])
+    logger.info("payout of withdrawal %s first seen %s", withdrawal_id, status)
+    return now, True
+
+
+def withdrawal_forget_payout_failure(*, withdrawal_id: uuid.UUID) -> None:
+    """The payout is no longer reported failed: a later failure starts a new settling time."""
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        data = dict(withdrawal.provider_data or {})
+        if "failed_seen_at" not in data:
+            return
+        for key in ("failed_seen_at", "failed_status", "failed_error"):
+            data.pop(key, None)
+        withdrawal.provider_data = data
+        withdrawal.updated_at = timezone.now()
+        _write(withdrawal, ["provider_data", "updated_at"])
 
 
 def withdrawal_note_payout_problem(*, withdrawal_id: uuid.UUID, message: str) -> None:

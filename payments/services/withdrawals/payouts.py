@@ -3,8 +3,10 @@
 A withdrawal is claimed (approved -> processing) under its row lock before the payout is
 created, so two workers never send it twice. NowPayments is called outside any database
 transaction. A payout NowPayments refused is failed (and the hold refunded); one whose creation
-got no answer is never refunded automatically: it is looked up by its external id, and left to
-an operator if it cannot be found.
+got no answer is never refunded automatically: it is looked up by its external id (every page
+of the payouts list), and left to an operator if it cannot be found. A payout reported failed
+is refunded only if NowPayments still reports it failed after the settling time
+(``PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS``): the spec warns a failed payout may still be paid.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from payments.models.ops import DriftKind
 from payments.models.withdrawal import WithdrawalStatus
 from payments.services.findings import finding_record
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
-from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 from payments.services.providers.nowpayments.types import PayoutRequest, PayoutWithdrawal
 from payments.services.withdrawals import lifecycle as withdrawals
 
@@ -32,7 +33,11 @@ logger = logging.getLogger(__name__)
 
 # A processing withdrawal whose payout cannot be found after this long goes to an operator.
 LOST_PAYOUT_AFTER = timedelta(hours=1)
-_FAILED = {"FAILED", "REJECTED", "CANCELLED"}
+# Payout statuses that mean it was not paid (spec 3.2; FAILED may still be processed later).
+PAYOUT_FAILED = frozenset({"FAILED", "REJECTED", "CANCELLED"})
+# The unanswered creation's payout is searched for in at most this many pages of the list.
+PAYOUT_LIST_PAGE_SIZE = 500
+PAYOUT_LIST_MAX_PAGES = 20
 
 
 @dataclass
@@ -42,6 +47,7 @@ class PayoutPollResult:
     failed: int = 0
     verified: int = 0
     adopted: int = 0
+    settling: int = 0  # reported failed, waiting out the settling time before the refund
     errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -81,12 +87,16 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     except ProviderRejected as exc:
         logger.warning("payout of withdrawal %s refused: %s", withdrawal.pk, exc.provider_code)
         return withdrawals.withdrawal_fail(
-            withdrawal_id=withdrawal.pk, reason=f"NowPayments refused the payout: {exc.message}"
+            withdrawal_id=withdrawal.pk,
+            reason=f"NowPayments refused the payout: {exc.message}",
+            confirmation=withdrawals.Confirmation.PROVIDER,  # no payout was made
         )
     except ProviderError as exc:
         _note(withdrawal.pk, f"payout creation unanswered ({exc.code}); looking it up")
         raise
-    item = batch.withdrawals[0] if batch.withdrawals else None
+    item = _match(list(batch.withdrawals), withdrawal)  # by our external id: not yet its id
+    if item is None and len(batch.withdrawals) == 1:
+        item = batch.withdrawals[0]
     _record(withdrawal.pk, batch_id=batch.id, item=item, crypto_amount=estimate.estimated_amount)
     _verify(batch.id, withdrawal.pk)
     logger.info("payout of withdrawal %s created: batch %s", withdrawal.pk, batch.id)
@@ -94,9 +104,10 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
 
 
 def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
-    """Follow every processing withdrawal's payout to completed or failed."""
+    """Follow every processing withdrawal's payout to completed or failed, on NowPayments'
+    word: FINISHED completes it with the payout's hash; FAILED, REJECTED or CANCELLED fails
+    it (refunds the hold) only if NowPayments still says so after the settling time."""
     result = PayoutPollResult()
-    provider = get_provider()
     processing = list(
         WithdrawalRequest.objects.filter(status=WithdrawalStatus.PROCESSING).order_by(
             "processing_at"
@@ -105,27 +116,78 @@ def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
     for withdrawal in processing:
         result.checked += 1
         try:
-            item = _find_payout(provider, withdrawal, result)
+            found = payout_find(withdrawal)
         except ProviderError as exc:
             result.errors += 1
             logger.warning("payout of withdrawal %s not read: %s", withdrawal.pk, exc.code)
             continue
-        if item is None:
-            _maybe_lost(withdrawal)
+        result.adopted += int(found.adopted)
+        if found.item is None:
+            if found.searched_all:
+                _maybe_lost(withdrawal)
             continue
-        status = item.status.upper()
-        if status == "FINISHED" and item.hash:
-            withdrawals.withdrawal_complete(withdrawal_id=withdrawal.pk, transaction_hash=item.hash)
-            result.completed += 1
-        elif status in _FAILED:
-            withdrawals.withdrawal_fail(
-                withdrawal_id=withdrawal.pk,
-                reason=f"NowPayments payout {status.lower()}: {item.error or 'no reason given'}",
-            )
-            result.failed += 1
-        elif status == "CREATING":
-            result.verified += int(_verify(withdrawal.provider_batch_id, withdrawal.pk))
+        try:
+            _follow(withdrawal, found.item, result)
+        except InvalidTransition as exc:  # an operator or another poller moved it meanwhile
+            logger.info("payout of withdrawal %s not applied: %s", withdrawal.pk, exc.message)
     return result
+
+
+@dataclass(frozen=True)
+class PayoutFound:
+    """What NowPayments holds for a withdrawal: its payout item, if found, and whether every
+    place it could be was searched (a bounded search that ran out proves nothing)."""
+
+    item: PayoutWithdrawal | None
+    searched_all: bool = True
+    adopted: bool = False
+
+
+def payout_find(withdrawal: WithdrawalRequest) -> PayoutFound:
+    """The payout item of ``withdrawal`` at NowPayments (called outside any transaction).
+
+    Known ids: the batch is read and its item matched by item id (by our external id for a
+    request that predates storing the item id); the item id is asked directly if that fails.
+    No ids (creation unanswered): the payouts list is paged through, matching our external id,
+    and a payout found there is recorded (adopted).
+    """
+    refuse_inside_transaction()
+    provider = get_provider()
+    batch_id, item_id = withdrawal.provider_batch_id, withdrawal.provider_payout_id
+    if batch_id or item_id:
+        item = None
+        if batch_id:
+            try:
+                item = _match(provider.get_payout(batch_id), withdrawal)
+            except ProviderRejected:
+                if not item_id:
+                    raise
+        if item is None and item_id:
+            item = _match(provider.get_payout(item_id), withdrawal)
+        if item is not None and not item_id:
+            _record(withdrawal.pk, batch_id=batch_id, item=item)
+        return PayoutFound(item)
+    since = (withdrawal.processing_at or timezone.now()) - timedelta(days=1)
+    for page in range(PAYOUT_LIST_MAX_PAGES):
+        items = provider.list_payouts(
+            date_from=since.date().isoformat(),
+            order_by="id",
+            order="asc",
+            limit=PAYOUT_LIST_PAGE_SIZE,
+            page=page,
+        )
+        item = _match(items, withdrawal)
+        if item is not None:
+            _record(withdrawal.pk, batch_id=item.batch_withdrawal_id or "", item=item)
+            return PayoutFound(item, adopted=True)
+        if len(items) < PAYOUT_LIST_PAGE_SIZE:
+            return PayoutFound(None)
+    logger.warning(
+        "payout of withdrawal %s not in the first %s pages of payouts; not called lost",
+        withdrawal.pk,
+        PAYOUT_LIST_MAX_PAGES,
+    )
+    return PayoutFound(None, searched_all=False)
 
 
 def approved_withdrawal_ids(*, limit: int = 100) -> list[uuid.UUID]:
@@ -136,24 +198,62 @@ def approved_withdrawal_ids(*, limit: int = 100) -> list[uuid.UUID]:
     )
 
 
-def _find_payout(
-    provider: NowPaymentsProvider, withdrawal: WithdrawalRequest, result: PayoutPollResult
-) -> PayoutWithdrawal | None:
-    if withdrawal.provider_batch_id:
-        items = provider.get_payout(withdrawal.provider_batch_id)
-    else:
-        # Creation got no answer: find it by the external id we sent, if it exists.
-        since = (withdrawal.processing_at or timezone.now()) - timedelta(days=1)
-        items = provider.list_payouts(date_from=since.date().isoformat(), limit=500)
+def _match(items: list[PayoutWithdrawal], withdrawal: WithdrawalRequest) -> PayoutWithdrawal | None:
+    """Our item among ``items``: by item id when we know it (never by the batch id), else by
+    the external id we sent."""
     for item in items:
-        if item.unique_external_id == withdrawal.internal_withdrawal_id or (
-            withdrawal.provider_payout_id and item.id == withdrawal.provider_payout_id
-        ):
-            if not withdrawal.provider_batch_id:
-                _record(withdrawal.pk, batch_id=item.batch_withdrawal_id or "", item=item)
-                result.adopted += 1
+        if withdrawal.provider_payout_id:
+            if item.id == withdrawal.provider_payout_id:
+                return item
+        elif item.unique_external_id == withdrawal.internal_withdrawal_id:
             return item
     return None
+
+
+def _follow(
+    withdrawal: WithdrawalRequest, item: PayoutWithdrawal, result: PayoutPollResult
+) -> None:
+    status = item.status.upper()
+    if status in PAYOUT_FAILED:
+        _follow_failure(withdrawal, item, result)
+        return
+    if (withdrawal.provider_data or {}).get("failed_seen_at"):
+        withdrawals.withdrawal_forget_payout_failure(withdrawal_id=withdrawal.pk)
+    if status == "FINISHED" and item.hash:
+        withdrawals.withdrawal_complete(
+            withdrawal_id=withdrawal.pk,
+            transaction_hash=item.hash,
+            confirmation=withdrawals.Confirmation.PROVIDER,
+        )
+        result.completed += 1
+    elif status == "CREATING":
+        result.verified += int(_verify(withdrawal.provider_batch_id, withdrawal.pk))
+
+
+def _follow_failure(
+    withdrawal: WithdrawalRequest, item: PayoutWithdrawal, result: PayoutPollResult
+) -> None:
+    """A failed payout may still be processed (spec 3.2): refund only on a second look."""
+    status = item.status.upper()
+    seen = withdrawals.withdrawal_note_payout_failure(
+        withdrawal_id=withdrawal.pk, status=status, error=item.error or ""
+    )
+    if seen is None:
+        return
+    first_seen, first_time = seen
+    settle = timedelta(
+        seconds=float(getattr(settings, "PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS", 1800))
+    )
+    if first_time or timezone.now() - first_seen < settle:
+        result.settling += 1
+        return
+    withdrawals.withdrawal_fail(
+        withdrawal_id=withdrawal.pk,
+        reason=f"NowPayments payout {item.id} {status.lower()} (still, since "
+        f"{first_seen:%Y-%m-%d %H:%M} UTC): {item.error or 'no reason given'}",
+        confirmation=withdrawals.Confirmation.PROVIDER,
+    )
+    result.failed += 1
 
 
 def _verify(batch_id: str, withdrawal_id: uuid.UUID) -> bool:
@@ -174,6 +274,7 @@ def _record(
 ) -> None:
     data: dict[str, object] = {"batch_id": batch_id}
     if item is not None:
+        data["payout_id"] = item.id
         data["withdrawal"] = dict(item.raw)
     if crypto_amount is not None:
         data["crypto_amount"] = str(crypto_amount)

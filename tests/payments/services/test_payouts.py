@@ -71,16 +71,80 @@ def test_an_approved_withdrawal_is_paid_out_once_and_completed(sandbox, approved
     assert UserBalance.objects.get(user=done.user).balance_usd == Decimal("48.50")
 
 
-def test_a_failed_payout_refunds_the_hold_once(sandbox, approved):
+def test_a_failed_payout_is_refunded_once_only_on_a_second_look(sandbox, approved, settings):
+    settings.PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = 0
     sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
     sandbox.control.advance_payout(sent.provider_batch_id, status="FAILED")
-    assert payouts.payouts_poll().failed == 1
+    first = payouts.payouts_poll()
+    assert (first.failed, first.settling) == (0, 1), "the first sighting refunds nothing"
+    waiting = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert waiting.status == "processing"
+    assert waiting.provider_data["failed_seen_at"]
+    assert refunds(waiting) == 0
+    assert payouts.payouts_poll().failed == 1, "still failed after the settling time"
     assert payouts.payouts_poll().failed == 0
     failed = WithdrawalRequest.objects.get(pk=approved.pk)
     assert failed.status == "failed"
     assert "failed" in failed.failure_reason
     assert refunds(failed) == 1
     assert UserBalance.objects.get(user=failed.user).balance_usd == Decimal("100.00")
+
+
+def test_a_failed_payout_waits_out_the_settling_time(sandbox, approved, settings):
+    settings.PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = 1800
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    sandbox.control.advance_payout(sent.provider_batch_id, status="FAILED")
+    for _ in range(3):
+        assert payouts.payouts_poll().failed == 0
+    assert WithdrawalRequest.objects.get(pk=approved.pk).status == "processing"
+    assert refunds(approved) == 0
+
+
+def test_failed_then_finished_within_the_settling_time_completes_never_refunds(
+    sandbox, approved, settings
+):
+    settings.PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = 1800
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    sandbox.control.advance_payout(sent.provider_batch_id, status="FAILED")
+    assert payouts.payouts_poll().settling == 1
+    # Spec 3.2: a failed payout may still be processed.
+    (item,) = sandbox.control.advance_payout(sent.provider_payout_id, status="FINISHED")
+    assert payouts.payouts_poll().completed == 1
+    done = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert done.status == "completed"
+    assert done.transaction_hash == item["hash"]
+    assert "failed_seen_at" not in done.provider_data
+    assert refunds(done) == 0
+
+
+def test_a_payout_that_comes_back_restarts_the_settling_time(sandbox, approved, settings):
+    settings.PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = 0
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    with sandbox.state.lock:  # FAILED, then processing again: no control call does that
+        sandbox.state.withdrawals[int(sent.provider_payout_id)].status = "FAILED"
+    payouts.payouts_poll()
+    with sandbox.state.lock:
+        sandbox.state.withdrawals[int(sent.provider_payout_id)].status = "PROCESSING"
+    payouts.payouts_poll()
+    assert "failed_seen_at" not in WithdrawalRequest.objects.get(pk=approved.pk).provider_data
+    with sandbox.state.lock:
+        sandbox.state.withdrawals[int(sent.provider_payout_id)].status = "FAILED"
+    assert payouts.payouts_poll().failed == 0, "a new failure is a new first sighting"
+    assert payouts.payouts_poll().failed == 1
+
+
+def test_the_batch_id_and_the_item_id_are_both_kept_and_not_confused(sandbox, approved):
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    (batch,) = sandbox.control.payouts()
+    (item,) = batch["withdrawals"]
+    assert sent.provider_batch_id == batch["id"]
+    assert sent.provider_payout_id == item["id"]
+    assert sent.provider_batch_id != sent.provider_payout_id
+    assert sent.provider_data["payout_id"] == item["id"]
+    found = payouts.payout_find(sent)
+    assert found.item is not None
+    assert found.item.id == item["id"]
+    assert found.item.unique_external_id == approved.internal_withdrawal_id
 
 
 def test_a_refused_payout_fails_and_refunds(sandbox, approved):
@@ -126,3 +190,46 @@ def test_a_payout_that_cannot_be_found_goes_to_an_operator(sandbox, approved):
     assert drift.subject == f"payout:{approved.pk}"
     assert WithdrawalRequest.objects.get(pk=approved.pk).status == "processing"
     assert refunds(approved) == 0
+
+
+def test_an_unanswered_payout_is_found_on_a_later_page_and_not_called_lost(
+    sandbox, approved, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sandbox import payout_flow
+
+    with sandbox.state.lock:
+        payout_flow.create_many(
+            sandbox.state,
+            610,
+            per_batch=100,
+            withdrawal={"address": TRON, "currency": "usdttrc20", "amount": "1"},
+            status=None,
+        )
+    settings.NOWPAYMENTS_TIMEOUT = 0.5
+    sandbox.control.set_fault("timeout", count=1, path="/v1/payout", delay=1.5)
+    with pytest.raises(ProviderUnavailable):
+        payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    settings.NOWPAYMENTS_TIMEOUT = 3.0
+    sandbox.control.wait_for(lambda: len(sandbox.control.payouts()) == 8, timeout=5)
+    # Processing for two hours: a search that gave up after one page would call it lost.
+    WithdrawalRequest._base_manager.filter(pk=approved.pk).update(
+        processing_at=timezone.now() - timedelta(hours=2)
+    )
+    sandbox.control.reset_requests()
+    result = payouts.payouts_poll()
+    assert result.adopted == 1
+    assert sandbox.control.requests().get("GET /v1/payout", 0) == 2, "page 0, then page 1"
+    assert not LedgerDrift.objects.filter(kind="lost_payout").exists()
+    adopted = WithdrawalRequest.objects.get(pk=approved.pk)
+    ours = [
+        w
+        for b in sandbox.control.payouts()
+        for w in b["withdrawals"]
+        if w["unique_external_id"] == approved.internal_withdrawal_id
+    ]
+    assert [w["id"] for w in ours] == [adopted.provider_payout_id]
+    assert adopted.provider_batch_id == ours[0]["batch_withdrawal_id"]

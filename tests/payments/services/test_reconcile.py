@@ -27,13 +27,14 @@ from payments.models import (
     LedgerDrift,
     Payment,
     ProviderEvent,
+    Receivable,
     Transaction,
     UserBalance,
     WithdrawalRequest,
 )
 from payments.models.ops import DriftKind
 from payments.services import withdrawals
-from payments.services.deposits.progress import payment_move
+from payments.services.deposits.moves import payment_move
 from payments.services.findings import finding_record, finding_resolve
 from payments.services.reconcile import collect, examined, ledger_reconcile
 from payments.services.reconcile_checks import Finding, usd
@@ -488,6 +489,7 @@ def sqlite_db() -> Iterator[Any]:
                 Transaction,
                 UserBalance,
                 ProviderEvent,
+                Receivable,
             ):
                 editor.create_model(model)
         yield db

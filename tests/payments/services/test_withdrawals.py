@@ -186,3 +186,47 @@ def test_stale_orm_object_cannot_overwrite_a_newer_status(funded_user, currency,
     with pytest.raises(InvalidTransition):
         stale.save()
     assert WithdrawalRequest.objects.get(pk=withdrawal.pk).status == "cancelled"
+
+
+def test_an_orm_save_keeps_the_payouts_provider_fields(funded_user, currency, reviewer):
+    from payments.services.withdrawals import lifecycle
+
+    withdrawal = create(funded_user, currency)
+    withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=reviewer)
+    stale = WithdrawalRequest.objects.get(pk=withdrawal.pk)
+    lifecycle.withdrawal_record_payout(
+        withdrawal_id=withdrawal.pk, batch_id="8000000001", payout_id="7000000001", data={}
+    )
+    stale.admin_notes = "checked the address"
+    stale.save()
+    stored = WithdrawalRequest.objects.get(pk=withdrawal.pk)
+    assert stored.admin_notes == "checked the address"
+    assert (stored.provider_batch_id, stored.provider_payout_id) == ("8000000001", "7000000001")
+
+
+def test_with_a_payout_only_the_provider_or_an_override_ends_it(funded_user, currency, reviewer):
+    from payments.services.withdrawals import lifecycle
+
+    withdrawal = create(funded_user, currency)
+    withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=reviewer)
+    withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal.pk)
+    lifecycle.withdrawal_record_payout(
+        withdrawal_id=withdrawal.pk, batch_id="8000000001", payout_id="7000000001", data={}
+    )
+    with pytest.raises(InvalidTransition, match="only when NowPayments reports it"):
+        withdrawals.withdrawal_fail(withdrawal_id=withdrawal.pk, reason="by hand")
+    done = withdrawals.withdrawal_complete(
+        withdrawal_id=withdrawal.pk,
+        transaction_hash="ab" * 32,
+        confirmation=withdrawals.Confirmation.PROVIDER,
+    )
+    assert done.status == "completed"
+    with pytest.raises(InvalidTransition):  # completed is final: never refunded after
+        withdrawals.withdrawal_fail(
+            withdrawal_id=withdrawal.pk,
+            reason="late",
+            confirmation=withdrawals.Confirmation.OVERRIDE,
+        )
+    assert (
+        Transaction.objects.filter(withdrawal_request=done, transaction_type="refund").count() == 0
+    )

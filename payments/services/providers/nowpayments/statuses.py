@@ -16,6 +16,7 @@ KNOWN_PAYMENT_STATUSES = frozenset(
         "expired",
         "cancelled",
         "canceled",
+        "wrong_asset_confirmed",
     }
 )
 

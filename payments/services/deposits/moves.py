@@ -1,0 +1,110 @@
+"""Moves we make ourselves, and the seed's ORM save: the same status machine as a report."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from payments.errors import InvalidTransition
+from payments.models import Payment
+from payments.models.payment import FROZEN_FIELDS, PaymentStatus, can_move
+from payments.services.deposits.policy import Verdict
+from payments.services.deposits.progress import consequences
+from payments.services.deposits.statuses import to_our_status
+
+logger = logging.getLogger(__name__)
+
+
+def payment_move(
+    *,
+    payment_id: uuid.UUID,
+    status: str,
+    reason: str = "",
+    credit_usd: Decimal | None = None,
+) -> Payment:
+    """Move a payment to ``status`` by our own decision (expiry, a refused registration, the
+    partial-payment policy).
+
+    The same machine as a provider report: forward only; reaching completed settles it (for
+    ``credit_usd``, or the price), reaching review puts it before an operator with ``reason``.
+    """
+    with transaction.atomic():
+        payment = Payment._base_manager.select_for_update().get(pk=payment_id)
+        _move_locked(payment, status, timezone.now())
+        if status == PaymentStatus.REVIEW:
+            payment.review_reason = reason[:300]
+        elif reason:
+            payment.provider_error = reason[:500]
+        if credit_usd is not None:
+            payment.credited_usd = credit_usd
+        _write(payment, [*_MOVE_FIELDS, "provider_error", "review_reason", "credited_usd"])
+        verdict = Verdict(status, credit_usd=credit_usd, review_reason=payment.review_reason)
+        consequences([(payment, verdict)])
+    return payment
+
+
+def payment_save_instance(payment: Payment, *, previous_status: str | None) -> Payment:
+    """Save a payment changed through the ORM (the seed's status update and provider snippet).
+
+    A NowPayments status name is mapped onto ours; the move is checked by the same machine as
+    every other; what is fixed at creation stays fixed; a completion is settled at once, in the
+    same database transaction.
+    """
+    new_status = to_our_status(payment.status)
+    with transaction.atomic():
+        stored = Payment._base_manager.select_for_update().get(pk=payment.pk)
+        for name in FROZEN_FIELDS:
+            if getattr(stored, name) != getattr(payment, name):
+                raise InvalidTransition(
+                    f"{name} of payment {stored.internal_payment_id} cannot change after it "
+                    "is created."
+                )
+        if previous_status is not None and stored.status not in (previous_status, new_status):
+            raise InvalidTransition(
+                f"Payment {stored.internal_payment_id} was moved to {stored.status} by someone "
+                "else; reload it and try again."
+            )
+        moved_at = payment.completed_at
+        payment.status = stored.status
+        _move_locked(payment, new_status, timezone.now())
+        if moved_at is not None:
+            payment.completed_at = moved_at  # the seed sets completed_at itself
+        _write(payment, _EDITABLE_FIELDS)
+        consequences([(payment, None)])
+    return payment
+
+
+def _move_locked(payment: Payment, new_status: str, now: Any) -> None:
+    old = payment.status
+    if new_status == old:
+        return
+    if not can_move(old, new_status):
+        raise InvalidTransition(
+            f"Payment {payment.internal_payment_id} cannot move from {old} to {new_status}."
+        )
+    payment.status = new_status
+    payment.status_changed_at = now
+    payment.updated_at = now
+    if new_status == PaymentStatus.COMPLETED and payment.completed_at is None:
+        payment.completed_at = now
+    logger.info("payment id=%s %s -> %s", payment.pk, old, new_status)
+
+
+_MOVE_FIELDS = ["status", "status_changed_at", "completed_at", "updated_at"]
+# What an ORM save may write: everything but the key and what is fixed at creation.
+_EDITABLE_FIELDS = [
+    f.attname
+    for f in Payment._meta.concrete_fields
+    if not f.primary_key and f.attname not in FROZEN_FIELDS and f.attname != "created_at"
+]
+
+
+def _write(payment: Payment, fields: list[str]) -> None:
+    Payment._base_manager.filter(pk=payment.pk).update(
+        **{name: getattr(payment, name) for name in fields}
+    )
