@@ -21,6 +21,7 @@ from django.utils import timezone
 from payments.errors import ProviderError, ProviderRejected, ProviderUnavailable
 from payments.models import Payment, WithdrawalRequest
 from payments.models.ops import DriftKind
+from payments.models.payment import PaymentStatus
 from payments.models.withdrawal import WithdrawalStatus
 from payments.services.deposits.statuses import our_status
 from payments.services.findings import finding_record
@@ -42,10 +43,9 @@ MAX_PAYOUT_CALLS = 200
 # processing this long after its last change is one the poller missed.
 POLLER_GRACE = timedelta(minutes=10)
 PAGE_SIZE = 500
-# Our statuses the provider's record must bear out. "review" is being added to PaymentStatus
-# by the deposits service; it is named by its value so this works before and after.
-CHECKED_STATUSES = ("completed", "refunded", "review")
-_REVIEW = "review"
+# Our statuses the provider's record must bear out.
+CHECKED_STATUSES = (PaymentStatus.COMPLETED, PaymentStatus.REFUNDED, PaymentStatus.REVIEW)
+_REVIEW = PaymentStatus.REVIEW
 
 
 FIGURES = ("payments_checked", "payments_differing", "withdrawals_checked", "withdrawals_differing")
@@ -162,7 +162,8 @@ def _compare_payment(payment: Payment, report: ProviderPayment) -> list[Finding]
                 _amount(their_paid),
             )
         )
-    if asset != their_asset:
+    # A payment in review for another asset is in review for exactly this reason.
+    if asset != their_asset and payment.status != PaymentStatus.REVIEW:
         differ.append(("pay currency", DriftKind.PROVIDER_ASSET_DIFFERS, asset, their_asset))
     return [
         Finding(

@@ -198,3 +198,48 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, what: str, logs:
                 f"timed out after {timeout}s waiting for {what}\n{logs.log_tail()}"
             )
         time.sleep(0.2)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a web process to bind)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((REDIS_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_web(processes: Processes, port: int) -> subprocess.Popen[bytes]:
+    """A gunicorn web process (as in the Procfile) on 127.0.0.1:``port``, once it answers."""
+    import urllib.error
+    import urllib.request
+
+    process = processes._start(
+        "web",
+        [
+            str(BIN / "gunicorn"),
+            "project.wsgi",
+            "--bind",
+            f"{REDIS_HOST}:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--timeout",
+            "30",
+            "--access-logfile",
+            "-",
+        ],
+    )
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"http://{REDIS_HOST}:{port}/admin/login/", timeout=1)
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer: it is serving
+        except OSError:
+            return False
+        return True
+
+    wait_until(answers, timeout=30, what=f"the web process on port {port}", logs=processes)
+    return process

@@ -8,10 +8,12 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.utils import timezone
+
 from payments.errors import ProviderError
 from payments.models import Payment
 from payments.models.event import EventOutcome
-from payments.models.payment import ACTIVE_STATUSES
+from payments.models.payment import ACTIVE_STATUSES, PaymentStatus
 from payments.services.deposits.progress import (
     ApplyResult,
     payment_apply_report,
@@ -24,6 +26,10 @@ from payments.services.providers.nowpayments.types import ProviderPayment
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
+# How long after a credit the poller keeps an eye on a payment for a refund, and how many such
+# payments it reads per cycle (the list endpoint reads them in bulk; otherwise one call each).
+REFUND_WATCH = timedelta(days=7)
+MAX_CREDITED_CHECKS = 500
 # Payments the list did not return are checked one by one, at most this many per cycle.
 MAX_STATUS_CALLS = 50
 
@@ -45,15 +51,30 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
 
     Pages of 500 from the list endpoint; each page's changes are applied in one database
     transaction. Payments the list did not return get one status call each, up to a cap.
+    Payments completed within REFUND_WATCH are read too, so that a refund NowPayments makes
+    after the credit reverses it even when no IPN arrives.
     """
     result = PollResult()
+    fields = ("provider_payment_id", "status", "actual_amount", "created_at")
     local = {
         str(pid): (status, paid, created)
         for pid, status, paid, created in Payment.objects.filter(
             status__in=ACTIVE_STATUSES, provider_payment_id__isnull=False
-        ).values_list("provider_payment_id", "status", "actual_amount", "created_at")
+        ).values_list(*fields)
     }
     result.active = len(local)
+    # Recently credited payments, least recently checked first (the check stamps them).
+    credited = {
+        str(pid): (status, paid, created)
+        for pid, status, paid, created in Payment.objects.filter(
+            status=PaymentStatus.COMPLETED,
+            provider_payment_id__isnull=False,
+            completed_at__gte=timezone.now() - REFUND_WATCH,
+        )
+        .order_by("provider_checked_at")
+        .values_list(*fields)[:MAX_CREDITED_CHECKS]
+    }
+    local.update(credited)
     if not local:
         return result
     provider = get_provider()
@@ -76,7 +97,10 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
             if len(changed) >= PAGE_SIZE:
                 _apply_batch(changed, result)
                 changed = []
-    missing = [pid for pid in local if pid not in seen][:max_status_calls]
+    unseen = [pid for pid in local if pid not in seen]
+    # Active payments first: they wait for money; credited ones only for a possible refund.
+    unseen.sort(key=lambda pid: pid in credited)
+    missing = unseen[:max_status_calls]
     for pid in missing:
         try:
             report = provider.get_payment_status(pid)
@@ -85,7 +109,9 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
             logger.warning("status of provider payment %s not read: %s", pid, exc.code)
             continue
         result.status_calls += 1
-        if _changed(report, local[pid], result):
+        # A credited payment read on its own is applied even unchanged: that stamps it as
+        # checked, so the next cycle reads the next ones.
+        if _changed(report, local[pid], result) or pid in credited:
             changed.append(report)
     _apply_batch(changed, result)
     logger.info("poll: %s", result.as_dict())
