@@ -181,6 +181,9 @@ PAYMENTS_DB_APP_ROLE = os.environ.get("PAYMENTS_DB_APP_ROLE", "payments_app")
 # settled by the underpayment policy this many hours after NowPayments last moved it.
 PAYMENTS_UNDERPAYMENT_POLICY = os.environ.get("PAYMENTS_UNDERPAYMENT_POLICY", "credit_received")
 PAYMENTS_OVERPAYMENT_POLICY = os.environ.get("PAYMENTS_OVERPAYMENT_POLICY", "record")
+# A refund NowPayments makes after a credit reverses it; without an IPN the poller looks at each
+# payment credited in the last 7 days again at most this often (seconds).
+PAYMENTS_REFUND_RECHECK_SECONDS = env_float("PAYMENTS_REFUND_RECHECK_SECONDS", default=300.0)
 PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS = env_float(
     "PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS", default=24.0
 )

@@ -110,6 +110,7 @@ def stack(
                 PAYMENTS_PAYOUTS_ENABLED="1",
                 # Far beyond a case: a payout reported FAILED is never refunded while it runs.
                 PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS="600",
+                PAYMENTS_REFUND_RECHECK_SECONDS="1",
             )
         )
         overrides = override_settings(

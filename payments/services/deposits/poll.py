@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from payments.errors import ProviderError
@@ -26,10 +27,10 @@ from payments.services.providers.nowpayments.types import ProviderPayment
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500
-# How long after a credit the poller keeps an eye on a payment for a refund, and how many such
-# payments it reads per cycle (the list endpoint reads them in bulk; otherwise one call each).
+# How long after a credit the poller keeps an eye on a payment for a refund (each one at most
+# every PAYMENTS_REFUND_RECHECK_SECONDS), and how many such payments it reads per cycle.
 REFUND_WATCH = timedelta(days=7)
-MAX_CREDITED_CHECKS = 500
+MAX_CREDITED_CHECKS = 20
 # Payments the list did not return are checked one by one, at most this many per cycle.
 MAX_STATUS_CALLS = 50
 
@@ -63,25 +64,32 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
         ).values_list(*fields)
     }
     result.active = len(local)
-    # Recently credited payments, least recently checked first (the check stamps them).
+    # Recently credited payments not checked for a while, least recently checked first (a
+    # check stamps them): a refund NowPayments makes after the credit must reverse it.
+    now = timezone.now()
+    recheck = timedelta(seconds=float(getattr(settings, "PAYMENTS_REFUND_RECHECK_SECONDS", 300)))
     credited = {
         str(pid): (status, paid, created)
         for pid, status, paid, created in Payment.objects.filter(
             status=PaymentStatus.COMPLETED,
             provider_payment_id__isnull=False,
-            completed_at__gte=timezone.now() - REFUND_WATCH,
+            completed_at__gte=now - REFUND_WATCH,
+            provider_checked_at__lt=now - recheck,
         )
         .order_by("provider_checked_at")
         .values_list(*fields)[:MAX_CREDITED_CHECKS]
     }
+    active = set(local)
     local.update(credited)
     if not local:
         return result
     provider = get_provider()
     seen: set[str] = set()
     changed: list[ProviderPayment] = []
-    if provider.config.has_jwt_credentials:
-        oldest = min(created for _, _, created in local.values())
+    if provider.config.has_jwt_credentials and active:
+        # The list is read from the oldest active payment on; credited payments it returns
+        # on the way are checked too, the others one by one below.
+        oldest = min(local[pid][2] for pid in active)
         date_from = (oldest - timedelta(days=1)).date().isoformat()
         for report in provider.iter_payments(
             limit=PAGE_SIZE, date_from=date_from, sort_by="created_at", order_by="asc"
@@ -92,7 +100,8 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
                 continue
             seen.add(report.payment_id)
             result.listed += 1
-            if _changed(report, local[report.payment_id], result):
+            # A credited payment is applied even unchanged: that stamps it as checked.
+            if _changed(report, local[report.payment_id], result) or report.payment_id in credited:
                 changed.append(report)
             if len(changed) >= PAGE_SIZE:
                 _apply_batch(changed, result)

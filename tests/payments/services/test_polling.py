@@ -104,3 +104,42 @@ def test_unregistered_payments_expire_after_a_day(sandbox, usdt):
         payment = PaymentFactory(currency=usdt)
     assert payments_expire()["expired"] == 1
     assert Payment.objects.get(pk=payment.pk).status == "expired"
+
+
+@pytest.mark.parametrize("with_list", [True, False], ids=["list", "one_by_one"])
+def test_a_refund_after_the_credit_is_found_by_polling_alone(sandbox, usdt, settings, with_list):
+    if not with_list:
+        settings.NOWPAYMENTS_PASSWORD = ""  # no JWT: one status call per payment
+    settings.PAYMENTS_REFUND_RECHECK_SECONDS = 0
+    (payment,) = create(1)
+    sandbox.control.complete(payment.provider_payment_id)
+    payments_poll()
+    assert Payment.objects.get(pk=payment.pk).status == "completed"
+    sandbox.control.refund(payment.provider_payment_id)
+    payments_poll()
+    assert Payment.objects.get(pk=payment.pk).status == "refunded"
+    kinds = list(
+        Transaction.objects.filter(payment=payment)
+        .order_by("sequence")
+        .values_list("transaction_type", "amount_usd")
+    )
+    assert kinds == [("deposit", Decimal("20.00")), ("reversal", Decimal("-20.00"))]
+
+
+def test_credited_payments_are_rechecked_a_bounded_few_at_a_time(sandbox, usdt, settings):
+    from payments.services.deposits import poll
+
+    settings.NOWPAYMENTS_PASSWORD = ""
+    settings.PAYMENTS_REFUND_RECHECK_SECONDS = 0
+    payments = create(poll.MAX_CREDITED_CHECKS + 5)
+    for payment in payments:
+        sandbox.control.complete(payment.provider_payment_id)
+    payments_poll(max_status_calls=1000)  # credits them all
+    sandbox.control.reset_requests()
+    payments_poll()
+    # Only the bounded few credited payments were read, least recently checked first.
+    assert sandbox.control.requests().get("GET /v1/payment/{id}", 0) == poll.MAX_CREDITED_CHECKS
+    settings.PAYMENTS_REFUND_RECHECK_SECONDS = 3600
+    sandbox.control.reset_requests()
+    payments_poll()
+    assert sandbox.control.requests().get("GET /v1/payment/{id}", 0) == 0
