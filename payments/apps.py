@@ -9,6 +9,9 @@ class PaymentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from payments import checks, orm_compat  # noqa: F401 - checks registers system checks
+        from django.db.models.signals import post_migrate
+
+        from payments import checks, orm_compat, roles  # noqa: F401 - checks registers checks
 
         orm_compat.connect()
+        post_migrate.connect(roles.install_roles, sender=self, dispatch_uid="payments.roles")

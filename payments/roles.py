@@ -1,0 +1,76 @@
+"""The operators' roles as Django groups, installed after every migrate (idempotently).
+
+- viewer: reads everything in the payments admin, changes nothing;
+- approver: a viewer who approves and rejects withdrawals;
+- operator: a viewer who resolves payments in review, reprocesses provider events and edits
+  currencies;
+- supervisor: a viewer who gives the second approval: crediting a payment in review in full,
+  and forced withdrawal overrides.
+
+Nobody approves what they requested themselves: the services refuse it whatever the groups.
+A group's permissions are set to exactly these on every migrate; add people, not permissions.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_VIEWED = (
+    "payment",
+    "currency",
+    "userbalance",
+    "transaction",
+    "withdrawalrequest",
+    "withdrawaloverride",
+    "paymentresolution",
+    "providerevent",
+    "periodicrun",
+    "ledgerdrift",
+    "receivable",
+)
+VIEW = tuple(f"view_{model}" for model in _VIEWED)
+ROLES: dict[str, tuple[str, ...]] = {
+    "viewer": VIEW,
+    "approver": (*VIEW, "change_withdrawalrequest", "approve_withdrawalrequest"),
+    "operator": (
+        *VIEW,
+        "change_payment",
+        "resolve_payment",
+        "change_providerevent",
+        "change_currency",
+        "change_withdrawalrequest",
+        "change_ledgerdrift",
+    ),
+    "supervisor": (
+        *VIEW,
+        "change_payment",
+        "approve_full_credit",
+        "change_withdrawalrequest",
+        "override_withdrawalrequest",
+    ),
+}
+
+
+def install_roles(**kwargs: Any) -> list[str]:
+    """Create or update the four groups with exactly their permissions; return their names."""
+    from django.contrib.auth.models import Group, Permission
+
+    using = kwargs.get("using", "default")
+    wanted = {codename for codenames in ROLES.values() for codename in codenames}
+    found = {
+        p.codename: p
+        for p in Permission.objects.using(using).filter(
+            content_type__app_label="payments", codename__in=wanted
+        )
+    }
+    missing = wanted - set(found)
+    if missing:  # a migrate that has not created them yet (e.g. only some apps migrated)
+        logger.info("roles not installed yet: permissions %s missing", sorted(missing))
+        return []
+    for name, codenames in ROLES.items():
+        group, _ = Group.objects.using(using).get_or_create(name=name)
+        group.permissions.set([found[c] for c in codenames])
+    return list(ROLES)
