@@ -87,6 +87,17 @@ def post_many(postings: Sequence[Posting]) -> list[Transaction]:
     return _post(postings, expected_after={})
 
 
+def lock_balances(user_ids: set[int]) -> None:
+    """Lock these users' balance rows in user order, until the transaction ends."""
+    if user_ids:
+        list(
+            UserBalance._base_manager.select_for_update()
+            .filter(user_id__in=user_ids)
+            .order_by("user_id")
+            .values_list("user_id", flat=True)
+        )
+
+
 def balance_locked(user_id: int) -> Decimal:
     """The user's balance, with their balance row locked until the transaction ends (0.00 if
     they have none): for a caller that decides a posting's amount from the balance."""

@@ -120,8 +120,20 @@ class WithdrawalRequestAdmin(AuditAdmin):
             "rejected",
         )
 
-    @admin.action(description="Mark selected as processing (payout started)")
+    @admin.action(
+        description="Mark selected as processing (payout started elsewhere)",
+        permissions=["approve"],
+    )
     def mark_processing(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        if withdrawals.payouts_enabled():
+            # The payout worker claims approved withdrawals itself; a hand-made "processing"
+            # would strand one that no payout pays.
+            self.message_user(
+                request,
+                "Payouts are sent through NowPayments: the payout worker starts them.",
+                level=messages.ERROR,
+            )
+            return
         self._each(
             request,
             queryset,

@@ -220,6 +220,10 @@ def _check_withdrawals(
         *paid_out.filter(status=WithdrawalStatus.COMPLETED, completed_at__gte=since).order_by(
             "-completed_at", "pk"
         ),
+        # Refunded after a failed payout: NowPayments warns a failed payout may still be paid.
+        *paid_out.filter(status=WithdrawalStatus.FAILED, failed_at__gte=since).order_by(
+            "-failed_at", "pk"
+        ),
     ]
     batches: dict[str, list[PayoutWithdrawal] | _Missing | None] = {}
     for withdrawal in due:
@@ -263,6 +267,15 @@ def _compare_payout(
         detail = (
             f"Withdrawal {withdrawal.internal_withdrawal_id} is completed with hash {ours}; "
             f"{where} is {status or 'without a status'} with hash {their_hash or 'none'}."
+        )
+    elif withdrawal.status == WithdrawalStatus.FAILED:
+        if status != "FINISHED" and not their_hash:
+            return []
+        expected, actual = "failed (refunded)", f"{status} {their_hash or '(no hash)'}"
+        detail = (
+            f"Withdrawal {withdrawal.internal_withdrawal_id} failed and its hold was refunded, "
+            f"but {where} is {status} with hash {their_hash or 'none'}: the user may have been "
+            "paid as well as refunded. Check the chain and recover the refund by hand."
         )
     else:
         if status not in FINAL_PAYOUT_STATUSES or withdrawal.updated_at > now - POLLER_GRACE:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from payments.errors import InvalidTransition
 from payments.models import Payment
 from payments.models.payment import FROZEN_FIELDS, PaymentStatus, can_move
-from payments.services.deposits.policy import Verdict
+from payments.services.deposits.policy import Verdict, judge_received
 from payments.services.deposits.progress import consequences
 from payments.services.deposits.statuses import to_our_status
 
@@ -64,19 +64,44 @@ def payment_save_instance(payment: Payment, *, previous_status: str | None) -> P
                     f"{name} of payment {stored.internal_payment_id} cannot change after it "
                     "is created."
                 )
-        if previous_status is not None and stored.status not in (previous_status, new_status):
+        if previous_status is not None and stored.status != previous_status:
             raise InvalidTransition(
                 f"Payment {stored.internal_payment_id} was moved to {stored.status} by someone "
                 "else; reload it and try again."
             )
+        verdict = None
+        if new_status == PaymentStatus.COMPLETED and stored.status != PaymentStatus.COMPLETED:
+            verdict = _judge_orm_completion(stored, payment)
+            new_status = verdict.status
         moved_at = payment.completed_at
         payment.status = stored.status
         _move_locked(payment, new_status, timezone.now())
-        if moved_at is not None:
+        if verdict is not None:
+            payment.credited_usd = verdict.credit_usd
+            if verdict.review_reason:
+                payment.review_reason = verdict.review_reason[:300]
+        if moved_at is not None and new_status == PaymentStatus.COMPLETED:
             payment.completed_at = moved_at  # the seed sets completed_at itself
         _write(payment, _EDITABLE_FIELDS)
-        consequences([(payment, None)])
+        consequences([(payment, verdict)])
     return payment
+
+
+def _judge_orm_completion(stored: Payment, payment: Payment) -> Verdict:
+    """What completing a payment through the ORM credits.
+
+    With an amount received (the seed's provider snippet copies ``actually_paid``), the deposit
+    policy decides, as for a report; without one (the seed's "update status manually"), the
+    price is credited, as by hand. A payment in review is decided only by review decisions.
+    """
+    if stored.status == PaymentStatus.REVIEW:
+        raise InvalidTransition(
+            f"Payment {stored.internal_payment_id} is in review: it is credited only by an "
+            "operator's review decision (payments.services.deposits.payment_review_request)."
+        )
+    if payment.actual_amount is None:
+        return Verdict(PaymentStatus.COMPLETED, credit_usd=payment.amount_usd)
+    return judge_received(stored, paid=payment.actual_amount, asked=stored.pay_amount)
 
 
 def _move_locked(payment: Payment, new_status: str, now: Any) -> None:

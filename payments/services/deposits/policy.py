@@ -55,7 +55,13 @@ def mismatch(payment: Payment, report: ProviderPayment) -> str:
 
 def judge_completion(payment: Payment, report: ProviderPayment) -> Verdict:
     """The verdict on a ``finished`` report that matches what we created."""
-    paid, asked = report.actually_paid, payment.pay_amount or report.pay_amount
+    return judge_received(
+        payment, paid=report.actually_paid, asked=payment.pay_amount or report.pay_amount
+    )
+
+
+def judge_received(payment: Payment, *, paid: Decimal | None, asked: Decimal | None) -> Verdict:
+    """What a completed payment credits for ``paid`` of ``asked`` (crypto) received."""
     if paid is None or not asked:
         return Verdict(PaymentStatus.REVIEW, review_reason="finished without an amount received")
     unit = Decimal(1).scaleb(-max(0, min(payment.currency.decimal_places, 18)))

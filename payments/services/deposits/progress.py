@@ -13,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from payments import ledger
 from payments.bulk import update_rows
 from payments.models import Payment, Transaction
 from payments.models.event import EventOutcome
@@ -127,7 +128,13 @@ def _merge_report(
     verdict = judge_report(payment, report, ours)
     if verdict.status == old_status:
         _copy_progress(payment, report)
-        return EventOutcome.UNCHANGED, None
+        late = (
+            old_status == PaymentStatus.COMPLETED
+            and verdict.credit_usd is not None
+            and payment.credited_usd is not None
+            and verdict.credit_usd > payment.credited_usd
+        )
+        return EventOutcome.UNCHANGED, verdict if late else None
     if not can_move(old_status, verdict.status):
         return EventOutcome.STALE, None
     payment.status = verdict.status
@@ -148,6 +155,9 @@ def consequences(
     """What the moves mean for money, in the same transaction: settle completions, reverse
     refunded credits, collect what is owed, and put reviews and excess before an operator."""
     payments = [payment for payment, _ in moved]
+    # Every balance this may touch, locked once in user order: settling, reversing and
+    # collecting then never wait on each other in another order.
+    ledger.lock_balances({payment.user_id for payment in payments})
     deposits = settle_locked(payments, only_new=only_new)
     reverse_locked(payments)
     if deposits:
@@ -167,6 +177,25 @@ def consequences(
                 f"{verdict.review_reason or payment.review_reason}. Credit what was received, "
                 "credit in full (second operator) or reject it.",
             )
+        if (
+            verdict.status == PaymentStatus.COMPLETED
+            and payment.status == PaymentStatus.COMPLETED
+            and payment.credited_usd is not None
+            and verdict.credit_usd is not None
+            and verdict.credit_usd > payment.credited_usd
+        ):
+            finding_record(
+                kind=DriftKind.LATE_PROVIDER_REPORT,
+                subject=f"payment:{payment.pk}",
+                user_id=payment.user_id,
+                payment_id=payment.pk,
+                expected=f"{payment.credited_usd} USD credited",
+                actual=f"worth {verdict.credit_usd} USD now",
+                detail=f"{payment.internal_payment_id} was settled at {payment.credited_usd} USD; "
+                f"NowPayments now reports more received (worth {verdict.credit_usd} USD). "
+                "Credit the difference by hand if it is right.",
+            )
+            continue
         if verdict.excess_usd:
             finding_record(
                 kind=DriftKind.OVERPAYMENT,

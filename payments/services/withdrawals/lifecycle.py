@@ -32,6 +32,7 @@ from payments.models.withdrawal import (
     WithdrawalStatus,
 )
 from payments.money import is_cents
+from payments.services.deposits.reverse import collect_locked
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +253,8 @@ def _apply(
             )
         if new in (WithdrawalStatus.APPROVED, WithdrawalStatus.REJECTED):
             _check_reviewer(withdrawal)
+        if _pays_out(previous, new, confirmation):
+            _check_no_debt(withdrawal.user_id)
         if new in _PAYOUT_OUTCOMES and confirmation == Confirmation.OPERATOR:
             _check_no_payout(withdrawal, previous=previous, new=new)
         if new == WithdrawalStatus.COMPLETED and not withdrawal.transaction_hash.strip():
@@ -271,8 +274,28 @@ def _apply(
             description=f"Withdrawal {withdrawal.internal_withdrawal_id} {new}: hold returned",
             withdrawal_request_id=withdrawal.pk,
         )
+        # Money back on the balance pays what a refunded deposit left owed first.
+        collect_locked([withdrawal.user_id])
     if new != previous:
         logger.info("withdrawal id=%s %s -> %s", withdrawal.pk, previous, new)
+
+
+def _pays_out(previous: str, new: str, confirmation: Confirmation) -> bool:
+    """Whether this move lets money leave: an approval, a payout starting, or a completion
+    that is not the provider confirming a payout already sent."""
+    if new in (WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING):
+        return True
+    return new == WithdrawalStatus.COMPLETED and (
+        previous == WithdrawalStatus.APPROVED or confirmation == Confirmation.OPERATOR
+    )
+
+
+def _check_no_debt(user_id: int) -> None:
+    if Receivable.objects.filter(user_id=user_id, settled_at__isnull=True).exists():
+        raise DebtOutstanding(
+            "A refunded deposit left an amount owed on this account; no money leaves it until "
+            "that is paid back."
+        )
 
 
 _PAYOUT_OUTCOMES = frozenset({WithdrawalStatus.COMPLETED, WithdrawalStatus.FAILED})
@@ -300,11 +323,7 @@ def _check_reviewer(withdrawal: WithdrawalRequest) -> None:
 
 
 def _validate_new(withdrawal: WithdrawalRequest) -> None:
-    if Receivable.objects.filter(user_id=withdrawal.user_id, settled_at__isnull=True).exists():
-        raise DebtOutstanding(
-            "A refunded deposit left an amount owed on this account; withdrawals open again "
-            "once it is paid back."
-        )
+    _check_no_debt(withdrawal.user_id)
     for name in ("amount_usd", "network_fee_usd", "service_fee_usd"):
         value = getattr(withdrawal, name)
         if not isinstance(value, Decimal) or not is_cents(value) or value < 0:

@@ -187,3 +187,73 @@ def test_a_long_partial_payment_is_settled_by_the_policy(sandbox: Any, payment: 
     assert deposits.payments_expire()["partial_finished"] == 1
     done = Payment.objects.get(pk=payment.pk)
     assert (done.status, credited(done)) == ("completed", [Decimal("12.50")])
+
+
+def test_what_is_owed_stops_money_leaving_and_a_returned_hold_pays_it(
+    sandbox: Any, payment: Payment, usdt: Any, admin_user: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    from payments.services import withdrawals
+
+    apply(sandbox, payment, "finished")
+    pending = withdrawals.withdrawal_create(
+        user_id=payment.user_id, amount_usd=Decimal("25.00"), currency_id=usdt.pk,
+        wallet_address="TAddr",
+    )  # fmt: skip
+    done = apply(sandbox, payment, "refunded")
+    assert Receivable.objects.get(payment=done).outstanding_usd == Decimal("25.00")
+    approver = UserFactory(is_staff=True)
+    approver.user_permissions.add(Permission.objects.get(codename="approve_withdrawalrequest"))
+    approver = type(approver).objects.get(pk=approver.pk)
+    with pytest.raises(DebtOutstanding):
+        withdrawals.withdrawal_approve(withdrawal_id=pending.pk, admin_user=approver)
+    # Cancelled, its hold comes back and pays the debt at once.
+    owner = type(approver).objects.get(pk=payment.user_id)
+    withdrawals.withdrawal_cancel(withdrawal_id=pending.pk, user=owner)
+    debt = Receivable.objects.get(payment=done)
+    assert debt.settled_at is not None
+    assert balance(done) == 0
+
+
+def test_an_orm_completion_credits_what_was_received(sandbox: Any, payment: Payment) -> None:
+    fresh = Payment.objects.get(pk=payment.pk)
+    fresh.status = "finished"
+    fresh.actual_amount = payment.pay_amount / 2
+    fresh.save()
+    assert credited(fresh) == [Decimal("12.50")]
+
+
+def test_an_orm_save_cannot_credit_a_payment_in_review(
+    sandbox: Any, payment: Payment, settings: Any
+) -> None:
+    from django.core.exceptions import ValidationError
+
+    settings.PAYMENTS_UNDERPAYMENT_POLICY = "review"
+    apply(sandbox, payment, "finished", actually_paid=payment.pay_amount / 2)
+    fresh = Payment.objects.get(pk=payment.pk)
+    fresh.status = "completed"
+    with pytest.raises(ValidationError, match="review decision"):
+        fresh.save()
+    assert credited(fresh) == []
+
+
+def test_a_stale_orm_save_is_refused(sandbox: Any, payment: Payment) -> None:
+    from django.core.exceptions import ValidationError
+
+    stale = Payment.objects.get(pk=payment.pk)
+    apply(sandbox, payment, "finished", actually_paid=payment.pay_amount / 2)
+    stale.status = "completed"
+    with pytest.raises(ValidationError, match="someone else"):
+        stale.save()
+    fresh = Payment.objects.get(pk=payment.pk)
+    assert (fresh.credited_usd, credited(fresh)) == (Decimal("12.50"), [Decimal("12.50")])
+
+
+def test_more_money_after_a_partial_settlement_is_put_before_an_operator(
+    sandbox: Any, payment: Payment
+) -> None:
+    apply(sandbox, payment, "finished", actually_paid=payment.pay_amount / 2)
+    done = apply(sandbox, payment, "finished", actually_paid=payment.pay_amount)
+    assert credited(done) == [Decimal("12.50")]
+    assert "late_provider_report" in findings(done)
