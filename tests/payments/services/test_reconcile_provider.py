@@ -314,3 +314,21 @@ def test_the_admin_shows_each_jobs_figures(sandbox, usdt, client):
     page = detail.content.decode()
     assert "payments_differing: 1<br>" in page
     assert "by_kind.provider_status_differs: 1" in page
+
+
+def test_a_failed_withdrawal_whose_payout_was_paid_after_all(sandbox, usdt, settings):
+    settings.PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = 0
+    sent = sent_withdrawal(sandbox, usdt, settings)
+    sandbox.control.advance_payout(sent.provider_batch_id, status="FAILED")
+    withdrawals.payouts_poll()
+    withdrawals.payouts_poll()  # the second look: still failed, so refunded
+    failed = WithdrawalRequest.objects.get(pk=sent.pk)
+    assert failed.status == "failed"
+    assert provider_reconcile()["withdrawals_differing"] == 0
+    sandbox.control.advance_payout(sent.provider_batch_id, status="FINISHED")  # paid after all
+    result = provider_reconcile()
+    assert result["withdrawals_differing"] == 1
+    (finding,) = found("provider_payout_differs")
+    assert finding.subject == f"withdrawal:{failed.pk}"
+    assert finding.expected == "failed (refunded)"
+    assert finding.actual.startswith("FINISHED")
