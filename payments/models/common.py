@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
@@ -17,6 +18,27 @@ class DecisionOutcome(models.TextChoices):
     PENDING = "pending", "Waiting for a second operator"
     APPLIED = "applied", "Applied"
     REFUSED = "refused", "Refused"
+
+
+class FourEyesDecision(models.Model):
+    """A decision one operator requests and, where it moves money, another decides."""
+
+    reason = models.TextField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=20, choices=DecisionOutcome.choices, default=DecisionOutcome.PENDING
+    )
+
+    class Meta:
+        abstract = True
+        ordering = ["-requested_at"]
 
 
 class Provider(models.TextChoices):

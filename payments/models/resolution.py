@@ -3,10 +3,9 @@ approved (crediting in full needs a second operator)."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from payments.models.common import DecisionOutcome, status_check
+from payments.models.common import DecisionOutcome, FourEyesDecision, status_check
 
 
 class ResolutionAction(models.TextChoices):
@@ -15,7 +14,7 @@ class ResolutionAction(models.TextChoices):
     REJECT = "reject", "Reject (credit nothing)"
 
 
-class PaymentResolution(models.Model):
+class PaymentResolution(FourEyesDecision):
     Action = ResolutionAction
     Outcome = DecisionOutcome
 
@@ -23,22 +22,9 @@ class PaymentResolution(models.Model):
         "payments.Payment", on_delete=models.PROTECT, related_name="resolutions"
     )
     action = models.CharField(max_length=20, choices=ResolutionAction.choices)
-    reason = models.TextField()
     credit_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
-    requested_at = models.DateTimeField(auto_now_add=True)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(
-        max_length=20, choices=DecisionOutcome.choices, default=DecisionOutcome.PENDING
-    )
 
-    class Meta:
-        ordering = ["-requested_at"]
+    class Meta(FourEyesDecision.Meta):
         constraints = [
             status_check("action", ResolutionAction, "resolution_action_valid"),
             status_check("outcome", DecisionOutcome, "resolution_outcome_valid"),
@@ -46,6 +32,13 @@ class PaymentResolution(models.Model):
                 fields=["payment"],
                 condition=models.Q(outcome=DecisionOutcome.PENDING),
                 name="resolution_one_pending_per_payment",
+            ),
+            # Crediting in full: nobody approves what they requested.
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | ~models.Q(action=ResolutionAction.CREDIT_FULL)
+                | ~models.Q(decided_by=models.F("requested_by")),
+                name="resolution_full_credit_second_operator",
             ),
         ]
 

@@ -10,7 +10,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from payments.models.common import DecisionOutcome, generate_public_id, orm_handler, status_check
+from payments.models.common import (
+    DecisionOutcome,
+    FourEyesDecision,
+    generate_public_id,
+    orm_handler,
+    status_check,
+)
 from payments.money import format_usd
 
 
@@ -193,7 +199,7 @@ class OverrideAction(models.TextChoices):
     COMPLETE = "complete", "Force completed"
 
 
-class WithdrawalOverride(models.Model):
+class WithdrawalOverride(FourEyesDecision):
     """An operator's request to complete or fail a withdrawal without the provider's word.
 
     It is applied only once a second operator holding the override permission approves it
@@ -207,23 +213,10 @@ class WithdrawalOverride(models.Model):
         WithdrawalRequest, on_delete=models.PROTECT, related_name="overrides"
     )
     action = models.CharField(max_length=20, choices=OverrideAction.choices)
-    reason = models.TextField()
     transaction_hash = models.CharField(max_length=255, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
-    )
-    requested_at = models.DateTimeField(auto_now_add=True)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(
-        max_length=20, choices=DecisionOutcome.choices, default=DecisionOutcome.PENDING
-    )
     decision_notes = models.CharField(max_length=500, blank=True)
 
-    class Meta:
-        ordering = ["-requested_at"]
+    class Meta(FourEyesDecision.Meta):
         constraints = [
             status_check("action", OverrideAction, "withdrawal_override_action_valid"),
             status_check("outcome", DecisionOutcome, "withdrawal_override_outcome_valid"),

@@ -147,3 +147,14 @@ def test_the_admin_actions_go_through_a_confirmation_with_a_reason(
     assert done.status_code == 200
     assert Payment.objects.get(pk=in_review.pk).status == "completed"
     assert PaymentResolution.objects.get(payment=in_review).reason == "checked on chain"
+
+
+def test_the_database_refuses_a_full_credit_decided_by_its_requester(in_review: Payment) -> None:
+    from django.db import IntegrityError, transaction
+
+    requester = operator("resolve_payment")
+    resolution = deposits.payment_review_request(
+        payment_id=in_review.pk, action="credit_full", operator=requester, reason="goodwill"
+    )
+    with pytest.raises(IntegrityError, match="second_operator"), transaction.atomic():
+        PaymentResolution.objects.filter(pk=resolution.pk).update(decided_by=requester)
