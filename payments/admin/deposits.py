@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from payments.admin.base import AuditAdmin
+from payments.admin.base import AuditAdmin, log_action
 from payments.errors import PaymentsError
 from payments.models import (
     Payment,
@@ -129,7 +129,9 @@ class PaymentAdmin(AuditAdmin):
         done = 0
         for resolution in pending:
             try:
-                deposits.payment_review_approve(resolution_id=resolution.pk, approver=request.user)
+                approved = deposits.payment_review_approve(
+                    resolution_id=resolution.pk, approver=request.user
+                )
             except PaymentsError as exc:
                 self.message_user(
                     request,
@@ -137,6 +139,12 @@ class PaymentAdmin(AuditAdmin):
                     level=messages.ERROR,
                 )
             else:
+                log_action(
+                    request,
+                    resolution.payment,
+                    f"Approved crediting {approved.credit_usd} USD in full, requested by "
+                    f"{approved.requested_by}: {approved.reason}",
+                )
                 done += 1
         self.message_user(request, f"{done} credit(s) in full approved and posted.")
 
@@ -167,7 +175,7 @@ class PaymentAdmin(AuditAdmin):
         done = 0
         for payment in queryset:
             try:
-                deposits.payment_review_request(
+                resolution = deposits.payment_review_request(
                     payment_id=payment.pk,
                     action=action,
                     operator=request.user,
@@ -178,6 +186,7 @@ class PaymentAdmin(AuditAdmin):
                     request, f"{payment.internal_payment_id}: {exc.message}", level=messages.ERROR
                 )
             else:
+                log_action(request, payment, _review_message(resolution))
                 done += 1
         if done:
             self.message_user(request, f"{label}: {done} payment(s).", level=messages.SUCCESS)
@@ -206,3 +215,15 @@ class PaymentAdmin(AuditAdmin):
         self.message_user(
             request, f"Settlement queued for {len(ids)} completed payment(s); it credits once."
         )
+
+
+def _review_message(resolution: PaymentResolution) -> str:
+    """What an operator's decision on a payment in review did, for its History."""
+    if resolution.action == ResolutionAction.CREDIT_FULL:
+        done = f"Requested crediting {resolution.credit_usd} USD in full (a second operator "
+        done += "approves)"
+    elif resolution.action == ResolutionAction.CREDIT_RECEIVED:
+        done = f"Credited the received amount, {resolution.credit_usd} USD"
+    else:
+        done = "Rejected (credited nothing)"
+    return f"{done}: {resolution.reason}"

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from payments.admin.base import AuditAdmin, ReadOnlyAdmin
+from payments.admin.base import AuditAdmin, ReadOnlyAdmin, log_action
 from payments.errors import PaymentsError
 from payments.models import (
     LedgerDrift,
@@ -45,6 +45,8 @@ class ProviderEventAdmin(ReadOnlyAdmin):
         except PaymentsError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
             return
+        for event in ProviderEvent.objects.filter(pk__in=ids).order_by("pk"):
+            log_action(request, event, f"Reprocessed: outcome {event.outcome}.")
         failed = ProviderEvent.objects.filter(pk__in=ids, outcome=EventOutcome.ERROR)
         level = messages.WARNING if failed.exists() else messages.SUCCESS
         self.message_user(request, reprocess_summary(counts), level=level)
@@ -136,10 +138,15 @@ class LedgerDriftAdmin(AuditAdmin):
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         count = 0
         for finding in queryset.filter(resolved_at__isnull=True):
-            findings.finding_resolve(
-                finding_id=finding.pk,
-                user=request.user,
-                notes=finding.resolution_notes or f"marked resolved by {request.user}",
-            )
-            count += 1
+            try:
+                resolved = findings.finding_resolve(
+                    finding_id=finding.pk,
+                    user=request.user,
+                    notes=finding.resolution_notes or f"marked resolved by {request.user}",
+                )
+            except PaymentsError as exc:
+                self.message_user(request, f"{finding}: {exc.message}", level=messages.ERROR)
+            else:
+                log_action(request, finding, f"Marked resolved: {resolved.resolution_notes}")
+                count += 1
         self.message_user(request, f"{count} drift record(s) marked resolved.")

@@ -1,17 +1,19 @@
-"""The withdrawals admin: review, payout steps and forced overrides, each through a service."""
+"""The withdrawals admin: review, payout steps and append-only notes, each through a service
+(the forced overrides are in ``withdrawal_overrides``)."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.template.response import TemplateResponse
 
-from payments.admin.base import AuditAdmin
+from payments.admin.base import log_action
+from payments.admin.withdrawal_overrides import OverrideActionsAdmin
 from payments.errors import PaymentsError
 from payments.models import (
     WithdrawalRequest,
@@ -19,9 +21,28 @@ from payments.models import (
 from payments.models.withdrawal import WithdrawalStatus
 from payments.services import withdrawals
 
+NOTE_LABEL = "Add a note"
+
+
+class WithdrawalRequestForm(forms.ModelForm):
+    """The change form: the notes are shown read-only; a new note is appended, never edits."""
+
+    add_note = forms.CharField(
+        label=NOTE_LABEL,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Appended to the notes with the time and your name; notes are never edited "
+        "or removed.",
+    )
+
+    class Meta:
+        model = WithdrawalRequest
+        fields: tuple[str, ...] = ()
+
 
 @admin.register(WithdrawalRequest)
-class WithdrawalRequestAdmin(AuditAdmin):
+class WithdrawalRequestAdmin(OverrideActionsAdmin):
+    form = WithdrawalRequestForm
     list_display = (
         "internal_withdrawal_id",
         "user",
@@ -57,6 +78,7 @@ class WithdrawalRequestAdmin(AuditAdmin):
         "transaction_hash",
         "admin_user",
         "admin_notes",
+        "add_note",
         "failure_reason",
         "created_at",
         "approved_at",
@@ -78,8 +100,14 @@ class WithdrawalRequestAdmin(AuditAdmin):
         "refuse_forced_override",
     )
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(self.fields)
+        if not self.has_change_permission(request, obj):
+            fields.remove("add_note")  # a viewer adds no note
+        return fields
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        editable = {"admin_notes"}
+        editable = {"add_note"}
         if obj is not None and obj.status in (
             WithdrawalStatus.APPROVED,
             WithdrawalStatus.PROCESSING,
@@ -89,36 +117,89 @@ class WithdrawalRequestAdmin(AuditAdmin):
         return tuple(f for f in self.fields if f not in editable)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        # Only the notes are editable here; status changes go through the actions, and the
-        # model's save re-checks that nothing fixed at creation has changed.
+        # Only the payout's hash and failure reason are edited here, and a note is appended
+        # through the lifecycle; status changes go through the actions, and the model's save
+        # re-checks that nothing fixed at creation has changed.
+        if set(form.changed_data) - {"add_note"}:
+            try:
+                obj.save()
+            except PaymentsError as exc:
+                form.save_failed = True  # nothing to log: see construct_change_message
+                self.message_user(request, exc.message, level=messages.ERROR)
+                return
+        note = form.cleaned_data.get("add_note", "").strip()
+        if not note:
+            return
         try:
-            obj.save()
+            withdrawals.withdrawal_add_note(withdrawal_id=obj.pk, author=request.user, text=note)
         except PaymentsError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
+        else:
+            log_action(request, obj, f"Added a note: {note}")
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> list[dict[str, Any]]:
+        """Django's record of a change-form save, without the note (logged as its own entry)
+        and empty when the save failed."""
+        if getattr(form, "save_failed", False):
+            return []
+        message = super().construct_change_message(request, form, formsets, add)
+        for part in message:
+            if "changed" in part:
+                part["changed"]["fields"] = [
+                    f for f in part["changed"]["fields"] if f != NOTE_LABEL
+                ]
+        return [p for p in message if p.get("changed", {"fields": True})["fields"]]
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        if not message:  # nothing changed but (perhaps) a note, logged by save_model
+            return None
+        return super().log_change(request, obj, message)
 
     @admin.action(description="Approve selected withdrawals", permissions=["approve"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         from payments.services.withdrawals import payouts_enabled
         from workers.tasks import withdrawal_payout_send_task
 
-        def approve(withdrawal: Any) -> None:
+        def approve(withdrawal: Any) -> str:
             withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=request.user)
             if payouts_enabled():
                 send = partial(withdrawal_payout_send_task.delay, withdrawal_id=str(withdrawal.pk))
                 transaction.on_commit(send)
+                return "Approved; the payout is sent through NowPayments."
+            return "Approved."
 
         self._each(request, queryset, approve, "approved")
 
     @admin.action(
         description="Reject selected withdrawals (refunds the hold)", permissions=["approve"]
     )
-    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._each(
-            request,
-            queryset,
-            lambda w: withdrawals.withdrawal_reject(withdrawal_id=w.pk, admin_user=request.user),
-            "rejected",
-        )
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        if "apply" not in request.POST:
+            return self._override_page(
+                request,
+                list(queryset),
+                title="Reject withdrawals",
+                intro="These withdrawals will be rejected and their holds refunded. Say why: "
+                "the reason is added to each one's notes.",
+                needs_reason=True,
+                reason_name="reason",
+                button="Reject them",
+            )
+        reason = " ".join(request.POST.get("reason", "").split())
+        if not reason:
+            self.message_user(request, "Say why the withdrawals are rejected.", messages.ERROR)
+            return None
+
+        def reject(withdrawal: Any) -> str:
+            withdrawals.withdrawal_reject(
+                withdrawal_id=withdrawal.pk, admin_user=request.user, notes=reason
+            )
+            return f"Rejected (the hold is refunded): {reason}"
+
+        self._each(request, queryset, reject, "rejected")
+        return None
 
     @admin.action(
         description="Mark selected as processing (payout started elsewhere)",
@@ -134,12 +215,12 @@ class WithdrawalRequestAdmin(AuditAdmin):
                 level=messages.ERROR,
             )
             return
-        self._each(
-            request,
-            queryset,
-            lambda w: withdrawals.withdrawal_start_processing(withdrawal_id=w.pk),
-            "marked processing",
-        )
+
+        def start(withdrawal: Any) -> str:
+            withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal.pk)
+            return "Marked processing (the payout was started outside NowPayments)."
+
+        self._each(request, queryset, start, "marked processing")
 
     @admin.action(
         description="Mark selected as completed (NowPayments' hash, or the one typed if paid "
@@ -149,14 +230,16 @@ class WithdrawalRequestAdmin(AuditAdmin):
     def mark_completed(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         # With a payout, NowPayments must report it finished and its hash is used; without one
         # (manual payouts), the typed hash must have the network's format.
-        self._each(
-            request,
-            queryset,
-            lambda w: withdrawals.withdrawal_mark_completed(
-                withdrawal_id=w.pk, admin_user=request.user, transaction_hash=w.transaction_hash
-            ),
-            "completed",
-        )
+
+        def complete(withdrawal: Any) -> str:
+            done = withdrawals.withdrawal_mark_completed(
+                withdrawal_id=withdrawal.pk,
+                admin_user=request.user,
+                transaction_hash=withdrawal.transaction_hash,
+            )
+            return f"Marked completed, transaction hash {done.transaction_hash}."
+
+        self._each(request, queryset, complete, "completed")
 
     @admin.action(
         description="Mark selected as failed (refunds the hold; with a payout, only if "
@@ -164,174 +247,16 @@ class WithdrawalRequestAdmin(AuditAdmin):
         permissions=["approve"],
     )
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._each(
-            request,
-            queryset,
-            lambda w: withdrawals.withdrawal_mark_failed(
-                withdrawal_id=w.pk, admin_user=request.user, reason=w.failure_reason
-            ),
-            "marked failed",
-        )
 
-    @admin.action(description="Request forced failure (a supervisor must approve)")
-    def request_forced_failure(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        return self._request_override(request, queryset, action="fail")
-
-    @admin.action(description="Request forced completion (a supervisor must approve)")
-    def request_forced_completion(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        return self._request_override(request, queryset, action="complete")
-
-    @admin.action(description="Approve forced override (supervisor; not your own request)")
-    def approve_forced_override(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        return self._decide_overrides(request, queryset, approve=True)
-
-    @admin.action(description="Refuse forced override (supervisor; not your own request)")
-    def refuse_forced_override(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
-        return self._decide_overrides(request, queryset, approve=False)
-
-    def _request_override(self, request: HttpRequest, queryset: QuerySet[Any], action: str) -> Any:
-        selected = list(queryset)
-        if action == "complete" and len(selected) != 1:
-            self.message_user(
-                request,
-                "Select exactly one withdrawal to force completed: each needs its own hash.",
-                level=messages.ERROR,
+        def fail(withdrawal: Any) -> str:
+            failed = withdrawals.withdrawal_mark_failed(
+                withdrawal_id=withdrawal.pk,
+                admin_user=request.user,
+                reason=withdrawal.failure_reason,
             )
-            return None
-        if "apply" not in request.POST:
-            verb = "completed" if action == "complete" else "failed (the hold is refunded)"
-            return self._override_page(
-                request,
-                selected,
-                title=f"Request a forced {action}",
-                intro=f"These withdrawals will be forced {verb} without NowPayments' word, "
-                "once a different operator with the override permission approves. Say why.",
-                needs_reason=True,
-                needs_hash=action == "complete",
-                button="Request forced override",
-            )
-        reason = request.POST.get("override_reason", "")
-        transaction_hash = request.POST.get("override_hash", "")
-        self._each(
-            request,
-            queryset,
-            lambda w: withdrawals.withdrawal_override_request(
-                withdrawal_id=w.pk,
-                action=action,
-                requested_by=request.user,
-                reason=reason,
-                transaction_hash=transaction_hash,
-            ),
-            f"have a forced {action} waiting for a supervisor's approval",
-        )
-        return None
+            return f"Marked failed (the hold is refunded): {failed.failure_reason}"
 
-    def _decide_overrides(
-        self, request: HttpRequest, queryset: QuerySet[Any], approve: bool
-    ) -> Any:
-        if not request.user.has_perm(withdrawals.OVERRIDE_PERMISSION):
-            self.message_user(
-                request,
-                f"{request.user} may not approve or refuse forced withdrawal overrides.",
-                level=messages.ERROR,
-            )
-            return None
-        pending = withdrawals.pending_overrides(
-            withdrawal_ids=list(queryset.values_list("pk", flat=True))
-        )
-        if not pending:
-            self.message_user(
-                request,
-                "No forced override is waiting for the selected withdrawals.",
-                level=messages.WARNING,
-            )
-            return None
-        verb = "approve" if approve else "refuse"
-        if "apply" not in request.POST:
-            return self._override_page(
-                request,
-                [override.withdrawal for override in pending],
-                title=f"{verb.capitalize()} forced overrides",
-                intro=f"You are about to {verb} these forced overrides:",
-                overrides=pending,
-                button=f"{verb.capitalize()} them",
-            )
-        decide = (
-            withdrawals.withdrawal_override_approve
-            if approve
-            else withdrawals.withdrawal_override_refuse
-        )
-        done = 0
-        for override in pending:
-            try:
-                decide(override_id=override.pk, approver=request.user)
-            except PaymentsError as exc:
-                self.message_user(
-                    request,
-                    f"{override.withdrawal.internal_withdrawal_id}: {exc.message}",
-                    level=messages.ERROR,
-                )
-            else:
-                done += 1
-        if done:
-            self.message_user(
-                request, f"{done} forced override(s) {verb}d.", level=messages.SUCCESS
-            )
-        return None
-
-    _OVERRIDE_PAGE = """{% extends "admin/base_site.html" %}
-{% block content %}<form method="post">{% csrf_token %}
-<p>{{ intro }}</p>
-<ul>{% for w in withdrawals %}<li>{{ w.internal_withdrawal_id }}: {{ w.amount_display }},
-{{ w.status }}, payout {{ w.provider_payout_id|default:"?" }}
-(batch {{ w.provider_batch_id|default:"?" }})</li>{% endfor %}</ul>
-{% if overrides %}<ul>{% for o in overrides %}<li>{{ o.withdrawal.internal_withdrawal_id }}:
-{{ o.get_action_display }} requested by {{ o.requested_by }} at {{ o.requested_at }}
-({{ o.reason }}){% if o.transaction_hash %}, hash {{ o.transaction_hash }}{% endif %}</li>
-{% endfor %}</ul>{% endif %}
-{% for w in withdrawals %}<input type="hidden" name="_selected_action" value="{{ w.pk }}">
-{% endfor %}<input type="hidden" name="action" value="{{ action }}">
-{% if needs_reason %}<p><label for="id_override_reason">Reason</label><br>
-<textarea name="override_reason" id="id_override_reason" rows="4" cols="80" required>
-</textarea></p>{% endif %}
-{% if needs_hash %}<p><label for="id_override_hash">Transaction hash of the payout</label><br>
-<input type="text" name="override_hash" id="id_override_hash" size="80" required></p>{% endif %}
-<input type="submit" name="apply" value="{{ button }}">
-<a href="">Cancel</a></form>{% endblock %}"""
-
-    def _override_page(
-        self, request: HttpRequest, selected: list[Any], *, title: str, **context: Any
-    ) -> Any:
-        from django.template import engines
-
-        return TemplateResponse(
-            request,
-            engines["django"].from_string(self._OVERRIDE_PAGE),
-            {
-                **self.admin_site.each_context(request),
-                "title": title,
-                "opts": self.model._meta,
-                "withdrawals": selected,
-                "action": request.POST.get("action", ""),
-                **context,
-            },
-        )
+        self._each(request, queryset, fail, "marked failed")
 
     def has_approve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(withdrawals.APPROVE_PERMISSION)
-
-    def _each(self, request: HttpRequest, queryset: QuerySet[Any], action: Any, verb: str) -> None:
-        done = 0
-        for withdrawal in queryset:
-            try:
-                action(withdrawal)
-            except PaymentsError as exc:
-                self.message_user(
-                    request,
-                    f"{withdrawal.internal_withdrawal_id}: {exc.message}",
-                    level=messages.ERROR,
-                )
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"{done} withdrawal(s) {verb}.", level=messages.SUCCESS)

@@ -38,10 +38,10 @@ def withdrawal():
     )
 
 
-def act(client, action: str, objects: list) -> list[str]:
+def act(client, action: str, objects: list, **extra: str) -> list[str]:
     response = client.post(
         f"{URL}withdrawalrequest/",
-        {"action": action, "_selected_action": [str(o.pk) for o in objects]},
+        {"action": action, "_selected_action": [str(o.pk) for o in objects], **extra},
         follow=True,
     )
     assert response.status_code == 200
@@ -103,10 +103,21 @@ def test_approve_then_complete_with_the_hash(client, reviewer, withdrawal):
     assert UserBalance.objects.get(user=withdrawal.user).balance_usd == Decimal("30.00")
 
 
-def test_reject_refunds_and_shows_a_message(client, reviewer, withdrawal):
-    assert act(client, "reject_selected", [withdrawal]) == ["1 withdrawal(s) rejected."]
+def test_reject_asks_why_then_refunds_and_shows_a_message(client, reviewer, withdrawal):
+    page = client.post(
+        f"{URL}withdrawalrequest/",
+        {"action": "reject_selected", "_selected_action": [str(withdrawal.pk)]},
+    )
+    assert 'name="reason"' in page.content.decode()
+    assert WithdrawalRequest.objects.get(pk=withdrawal.pk).status == "pending"
+    assert act(client, "reject_selected", [withdrawal], apply="1", reason=" ") == [
+        "Say why the withdrawals are rejected."
+    ]
+    assert act(client, "reject_selected", [withdrawal], apply="1", reason="KYC failed") == [
+        "1 withdrawal(s) rejected."
+    ]
     assert UserBalance.objects.get(user=withdrawal.user).balance_usd == Decimal("50.00")
-    messages = act(client, "reject_selected", [withdrawal])
+    messages = act(client, "reject_selected", [withdrawal], apply="1", reason="again")
     assert "already rejected" in messages[0]
     assert Transaction.objects.filter(transaction_type="refund").count() == 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -116,17 +116,42 @@ def withdrawal_create_from_instance(withdrawal: WithdrawalRequest) -> Withdrawal
 def withdrawal_approve(
     *, withdrawal_id: uuid.UUID, admin_user: Any, notes: str = ""
 ) -> WithdrawalRequest:
-    return _transition(
-        withdrawal_id, WithdrawalStatus.APPROVED, admin_user=admin_user, admin_notes=notes
-    )
+    """Approve a pending request; ``notes``, if any, are appended to its notes."""
+    return _transition(withdrawal_id, WithdrawalStatus.APPROVED, note=notes, admin_user=admin_user)
 
 
 def withdrawal_reject(
     *, withdrawal_id: uuid.UUID, admin_user: Any, notes: str = ""
 ) -> WithdrawalRequest:
-    return _transition(
-        withdrawal_id, WithdrawalStatus.REJECTED, admin_user=admin_user, admin_notes=notes
-    )
+    """Reject a pending request (the hold is refunded); ``notes`` (the reason) are appended."""
+    return _transition(withdrawal_id, WithdrawalStatus.REJECTED, note=notes, admin_user=admin_user)
+
+
+def withdrawal_add_note(*, withdrawal_id: uuid.UUID, author: Any, text: str) -> WithdrawalRequest:
+    """Append ``YYYY-MM-DD HH:MM UTC <username>: <text>`` to the request's notes (never edits or
+    removes what is there); in any status."""
+    if not " ".join((text or "").split()):
+        raise InvalidTransition("A note needs some text.")
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        _append_note(withdrawal, author, text)
+        withdrawal.updated_at = timezone.now()
+        _write(withdrawal, ["admin_notes", "updated_at"])
+    logger.info("withdrawal id=%s note added by user=%s", withdrawal.pk, author.pk)
+    return withdrawal
+
+
+def _append_note(withdrawal: WithdrawalRequest, author: Any, text: str) -> None:
+    """Add one line to the notes: the text's whitespace (newlines included) collapsed, so each
+    line is one note."""
+    text = " ".join((text or "").split())
+    if not text:
+        return
+    stamp = timezone.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    name = author.get_username() if author is not None else "system"
+    line = f"{stamp} {name}: {text}"
+    notes = withdrawal.admin_notes.rstrip("\n")
+    withdrawal.admin_notes = f"{notes}\n{line}" if notes else line
 
 
 def withdrawal_cancel(*, withdrawal_id: uuid.UUID, user: Any) -> WithdrawalRequest:
@@ -212,8 +237,26 @@ def withdrawal_save_instance(
                     f"{name} of withdrawal {stored.internal_withdrawal_id} cannot change "
                     "after it is requested."
                 )
+        withdrawal.admin_notes = _appended_notes(stored, withdrawal.admin_notes)
         _apply(withdrawal, previous=stored.status)
     return withdrawal
+
+
+def _appended_notes(stored: WithdrawalRequest, notes: str) -> str:
+    """The notes an ORM save may write: the stored ones, or them with more added at the end.
+
+    A copy loaded before a note was added (its notes a prefix of the stored ones) keeps the
+    stored notes; anything else would edit or remove a note, and is refused.
+    """
+    notes = notes or ""
+    if notes.startswith(stored.admin_notes):
+        return notes
+    if stored.admin_notes.startswith(notes):
+        return stored.admin_notes
+    raise InvalidTransition(
+        f"The notes of withdrawal {stored.internal_withdrawal_id} are only ever added to: "
+        "reload it and add a note."
+    )
 
 
 def _transition(
@@ -221,6 +264,7 @@ def _transition(
     new_status: str,
     *,
     confirmation: Confirmation = Confirmation.OPERATOR,
+    note: str = "",
     **changes: Any,
 ) -> WithdrawalRequest:
     with transaction.atomic():
@@ -232,6 +276,8 @@ def _transition(
             )
         for name, value in changes.items():
             setattr(withdrawal, name, value)
+        if note:
+            _append_note(withdrawal, withdrawal.admin_user, note)
         withdrawal.status = new_status
         _apply(withdrawal, previous=previous, confirmation=confirmation)
         return withdrawal

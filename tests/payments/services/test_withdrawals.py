@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -103,7 +104,7 @@ def test_reject_refunds_exactly_once(funded_user, currency, reviewer):
     assert Transaction.objects.filter(transaction_type="refund").count() == 1
     withdrawal.refresh_from_db()
     assert withdrawal.rejected_at is not None
-    assert withdrawal.admin_notes == "KYC"
+    assert withdrawal.admin_notes.endswith(f" UTC {reviewer.username}: KYC")
 
 
 def test_failed_payout_refunds(funded_user, currency, reviewer):
@@ -202,6 +203,39 @@ def test_an_orm_save_keeps_the_payouts_provider_fields(funded_user, currency, re
     stored = WithdrawalRequest.objects.get(pk=withdrawal.pk)
     assert stored.admin_notes == "checked the address"
     assert (stored.provider_batch_id, stored.provider_payout_id) == ("8000000001", "7000000001")
+
+
+def test_notes_are_appended_with_the_time_and_author(funded_user, currency, reviewer):
+    withdrawal = create(funded_user, currency)
+    with pytest.raises(InvalidTransition, match="needs some text"):
+        withdrawals.withdrawal_add_note(withdrawal_id=withdrawal.pk, author=reviewer, text=" \n")
+    withdrawals.withdrawal_add_note(withdrawal_id=withdrawal.pk, author=reviewer, text="one")
+    withdrawals.withdrawal_add_note(
+        withdrawal_id=withdrawal.pk, author=funded_user, text="two\n  lines"
+    )
+    withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=reviewer)
+    lines = WithdrawalRequest.objects.get(pk=withdrawal.pk).admin_notes.splitlines()
+    assert [line[16:] for line in lines] == [
+        f" UTC {reviewer.username}: one",
+        f" UTC {funded_user.username}: two lines",
+    ]
+    datetime.strptime(lines[0][:16], "%Y-%m-%d %H:%M")  # noqa: DTZ007 (the text says UTC)
+
+
+def test_an_orm_save_never_edits_or_drops_a_note(funded_user, currency, reviewer):
+    withdrawal = create(funded_user, currency)
+    stale = WithdrawalRequest.objects.get(pk=withdrawal.pk)
+    withdrawals.withdrawal_add_note(withdrawal_id=withdrawal.pk, author=reviewer, text="kept")
+    stale.save()  # loaded before the note: the note stays
+    notes = WithdrawalRequest.objects.get(pk=withdrawal.pk).admin_notes
+    assert notes.endswith("kept")
+    fresh = WithdrawalRequest.objects.get(pk=withdrawal.pk)
+    fresh.admin_notes = "replaced"
+    with pytest.raises(InvalidTransition, match="only ever added to"):
+        fresh.save()
+    fresh.admin_notes = notes + "\nappended by the ORM"
+    fresh.save()
+    assert WithdrawalRequest.objects.get(pk=withdrawal.pk).admin_notes == fresh.admin_notes
 
 
 def test_with_a_payout_only_the_provider_or_an_override_ends_it(funded_user, currency, reviewer):
