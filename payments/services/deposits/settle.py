@@ -94,11 +94,13 @@ def settle_locked(payments: Sequence[Payment], *, only_new: bool = False) -> lis
     return [credited.get(p.pk) or posted[p.pk] for p in completed]
 
 
+# Everything deposit_posting reads: a field left out is loaded again for every payment.
 _SETTLE_FIELDS = (
     "pk",
     "status",
     "user_id",
     "amount_usd",
+    "credited_usd",
     "internal_payment_id",
     "provider_payment_id",
 )
