@@ -3,6 +3,8 @@
 from payments.models.balance import UserBalance
 from payments.models.currency import Currency
 from payments.models.event import ProviderEvent
+from payments.models.manual import ManualAdjustment
+from payments.models.notification import Notification
 from payments.models.ops import LedgerDrift, PeriodicRun
 from payments.models.payment import Payment
 from payments.models.receivable import Receivable
@@ -13,6 +15,8 @@ from payments.models.withdrawal import WithdrawalRequest
 __all__ = [
     "Currency",
     "LedgerDrift",
+    "ManualAdjustment",
+    "Notification",
     "Payment",
     "PaymentResolution",
     "PeriodicRun",

@@ -37,6 +37,28 @@ class Currency(models.Model):
     sort_order = models.IntegerField(default=0)
     address_regex = models.CharField(max_length=500, blank=True)
     extra_id_required = models.BooleanField(default=False, help_text="Needs a memo / tag.")
+    extra_id_name = models.CharField(
+        max_length=40, blank=True, help_text="What the network calls it, e.g. Destination tag."
+    )
+    withdrawal_fee_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Network fee of a payout in USD; empty means the default setting.",
+    )
+    withdrawal_min_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="Smallest payout NowPayments sends, in USD (before fees).",
+    )
+    withdrawal_fee_from_provider = models.BooleanField(
+        default=False,
+        help_text="On: the fee and minimum come from NowPayments at each sync (edits are "
+        "overwritten). Off: the values here are the operator's.",
+    )
+    withdrawal_synced_at = models.DateTimeField(null=True, blank=True)
     explorer_tx_url = models.CharField(
         max_length=500,
         blank=True,
@@ -54,6 +76,11 @@ class Currency(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(min_amount_usd__gte=0), name="currency_min_amount_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(withdrawal_min_usd__gte=0)
+                & (models.Q(withdrawal_fee_usd__isnull=True) | models.Q(withdrawal_fee_usd__gte=0)),
+                name="currency_withdrawal_terms_nonneg",
             ),
             models.CheckConstraint(
                 condition=models.Q(code=Upper("code")),

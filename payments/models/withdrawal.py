@@ -100,6 +100,9 @@ class WithdrawalRequest(models.Model):
     )
     admin_notes = models.TextField(blank=True)
     failure_reason = models.CharField(max_length=500, blank=True)
+    rejection_reason = models.CharField(
+        max_length=500, blank=True, help_text="Why an operator rejected it; shown to the user."
+    )
     provider_payout_id = models.CharField(max_length=64, blank=True)
     provider_batch_id = models.CharField(max_length=64, blank=True)
     provider_data = models.JSONField(default=dict, blank=True)
