@@ -138,6 +138,8 @@ OWNERS = {
     "ProviderEvent": ("payments.services.events",),
     "Receivable": ("payments.services.deposits.reverse",),
     "PaymentResolution": ("payments.services.deposits.review",),
+    "ManualAdjustment": ("payments.services.manual",),
+    "Notification": ("payments.services.notifications",),
 }
 TABLES = {
     "payments_payment": "Payment",
@@ -146,6 +148,8 @@ TABLES = {
     "payments_userbalance": "UserBalance",
     "payments_ledgerdrift": "LedgerDrift",
     "payments_providerevent": "ProviderEvent",
+    "payments_manualadjustment": "ManualAdjustment",
+    "payments_notification": "Notification",
 }
 WRITES = {"create", "bulk_create", "update", "bulk_update", "delete", "get_or_create"}
 WRITES |= {"update_or_create", "select_for_update"}
