@@ -11,6 +11,7 @@ from typing import Any
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 HEX = "0123456789abcdef"
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 EVM_REGEX = "^(0x)[0-9A-Fa-f]{40}$"
 
@@ -58,6 +59,10 @@ class Currency:
     merchant: bool = True  # listed by /v1/merchant/coins
     fixed_rate: bool = True  # listed by /v1/currencies?fixed_rate=true
     priority: int = 100
+    # Mass payouts (spec 2.16), in coin units: the network fee ``/v1/payout/fee`` quotes and
+    # the smallest payout ``/v1/payout-withdrawal/min-amount/{coin}`` reports.
+    payout_fee: Decimal = Decimal(0)
+    payout_min: Decimal = Decimal(0)
 
     @property
     def extra_id_exists(self) -> bool:
@@ -172,6 +177,7 @@ CURRENCIES: tuple[Currency, ...] = (
         address_prefix="bc1q", address_alphabet=BECH32, address_length=38,
         min_usd=Decimal("10"), deposit_fee=Decimal("0.00001"), withdrawal_fee=Decimal("0.00002"),
         ticker="btc", cg_id="bitcoin", is_popular=True, priority=1,
+        payout_fee=Decimal("0.000025"), payout_min=Decimal("0.00017"),
         explorer_link_hash="https://blockchair.com/bitcoin/transaction/:hash",
     ),
     Currency(
@@ -179,6 +185,7 @@ CURRENCIES: tuple[Currency, ...] = (
         network="eth", network_precision=18, address_length=40, min_usd=Decimal("5"),
         deposit_fee=Decimal("0.0001"), withdrawal_fee=Decimal("0.0002"), ticker="eth",
         cg_id="ethereum", is_popular=True, priority=2,
+        payout_fee=Decimal("0.0004"), payout_min=Decimal("0.002"),
         explorer_link_hash="https://etherscan.io/tx/:hash", **_EVM,
     ),
     Currency(
@@ -188,59 +195,67 @@ CURRENCIES: tuple[Currency, ...] = (
         address_prefix="M", address_alphabet=BASE58, address_length=33,
         min_usd=Decimal("1"), deposit_fee=Decimal("0.0001"), withdrawal_fee=Decimal("0.0001"),
         ticker="ltc", cg_id="litecoin", priority=5,
+        payout_fee=Decimal("0.001"), payout_min=Decimal("0.02"),
     ),
     Currency(
         id=4, code="trx", name="Tron", usd_rate=Decimal("0.12"), precision=6,
         network="trx", network_precision=6, min_usd=Decimal("1"), deposit_fee=Decimal("0.1"),
         withdrawal_fee=Decimal("1"), ticker="trx", cg_id="tron", priority=6,
+        payout_fee=Decimal("1.1"), payout_min=Decimal("10"),
         explorer_link_hash="https://tronscan.org/#/transaction/:hash", **_TRON,
     ),
     _usdt(
         5, "usdttrc20", "trx", 6, min_usd=Decimal("2"), deposit_fee=Decimal("0.1"),
         withdrawal_fee=Decimal("1"), smart_contract="TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
-        explorer_link_hash="https://tronscan.org/#/transaction/:hash", priority=3, **_TRON,
+        explorer_link_hash="https://tronscan.org/#/transaction/:hash", priority=3,
+        payout_fee=Decimal("1.32766"), payout_min=Decimal("3"), **_TRON,
     ),
     _usdt(
         6, "usdterc20", "eth", 6, min_usd=Decimal("10"), deposit_fee=Decimal("1"),
         withdrawal_fee=Decimal("2"), smart_contract="0xdAC17F958D2ee523a2206206994597C13D831ec7",
-        explorer_link_hash="https://etherscan.io/tx/:hash", address_length=40, priority=4, **_EVM,
+        explorer_link_hash="https://etherscan.io/tx/:hash", address_length=40, priority=4,
+        payout_fee=Decimal("3.5"), payout_min=Decimal("10"), **_EVM,
     ),
     _usdt(
         7, "usdtbsc", "bsc", 18, min_usd=Decimal("1"), deposit_fee=Decimal("0.05"),
         withdrawal_fee=Decimal("0.1"), smart_contract="0x55d398326f99059fF775485246999027B3197955",
-        address_length=40, priority=7, **_EVM,
+        address_length=40, priority=7, payout_fee=Decimal("0.3"), payout_min=Decimal("2"), **_EVM,
     ),
     Currency(
         id=8, code="bnbbsc", name="BNB (BSC)", usd_rate=Decimal("600"), precision=8,
         network="bsc", network_precision=18, address_length=40, min_usd=Decimal("1"),
         deposit_fee=Decimal("0.0001"), withdrawal_fee=Decimal("0.0002"), ticker="bnb",
-        cg_id="binancecoin", priority=8, **_EVM,
+        cg_id="binancecoin", priority=8, payout_fee=Decimal("0.0005"),
+        payout_min=Decimal("0.005"), **_EVM,
     ),
     Currency(
         id=9, code="usdc", name="USD Coin (ERC20)", usd_rate=Decimal("1"), precision=6,
         network="eth", network_precision=6, address_length=40, min_usd=Decimal("10"),
         deposit_fee=Decimal("1"), withdrawal_fee=Decimal("2"), ticker="usdc", cg_id="usd-coin",
         smart_contract="0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", is_stable=True,
-        explorer_link_hash="https://etherscan.io/tx/:hash", priority=9, merchant=False, **_EVM,
+        explorer_link_hash="https://etherscan.io/tx/:hash", priority=9, merchant=False,
+        payout_fee=Decimal("3.5"), payout_min=Decimal("10"), **_EVM,
     ),
     Currency(
         id=10, code="sol", name="Solana", usd_rate=Decimal("150"), precision=8,
         network="sol", network_precision=9, wallet_regex="^[1-9A-HJ-NP-Za-km-z]{32,44}$",
         address_prefix="", address_alphabet=BASE58, address_length=44, min_usd=Decimal("1"),
         deposit_fee=Decimal("0.0001"), withdrawal_fee=Decimal("0.001"), ticker="sol",
-        cg_id="solana", priority=10,
+        cg_id="solana", priority=10, payout_fee=Decimal("0.005"), payout_min=Decimal("0.02"),
     ),
     _usdt(
         11, "usdtmatic", "matic", 6, min_usd=Decimal("1"), deposit_fee=Decimal("0.05"),
         withdrawal_fee=Decimal("0.1"), smart_contract="0xc2132D05D31c914a87C6611C10748AEb04B58e8F",
-        address_length=40, priority=11, merchant=False, fixed_rate=False, **_EVM,
+        address_length=40, priority=11, merchant=False, fixed_rate=False,
+        payout_fee=Decimal("0.3"), payout_min=Decimal("2"), **_EVM,
     ),
     Currency(
         id=12, code="xrp", name="Ripple", usd_rate=Decimal("0.5"), precision=6,
         network="xrp", network_precision=6, wallet_regex="^r[1-9A-HJ-NP-Za-km-z]{24,34}$",
         address_prefix="r", address_alphabet=BASE58, address_length=33, min_usd=Decimal("1"),
         deposit_fee=Decimal("0.01"), withdrawal_fee=Decimal("0.1"), ticker="xrp", cg_id="ripple",
-        extra_id_regex="^[0-9]{1,10}$", priority=12,
+        extra_id_regex="^[0-9]{1,10}$", priority=12, payout_fee=Decimal("0.3"),
+        payout_min=Decimal("5"),
     ),
     Currency(
         id=13, code="doge", name="Dogecoin", usd_rate=Decimal("0.15"), precision=8,
@@ -248,6 +263,15 @@ CURRENCIES: tuple[Currency, ...] = (
         address_prefix="D", address_alphabet=BASE58, address_length=33, min_usd=Decimal("1"),
         deposit_fee=Decimal("1"), withdrawal_fee=Decimal("2"), ticker="doge", cg_id="dogecoin",
         enable=False, merchant=False, fixed_rate=False, priority=13,
+        payout_fee=Decimal("5"), payout_min=Decimal("30"),
+    ),
+    Currency(
+        id=14, code="xlm", name="Stellar", usd_rate=Decimal("0.1"), precision=7,
+        network="xlm", network_precision=7, wallet_regex="^G[A-Z2-7]{55}$",
+        address_prefix="G", address_alphabet=BASE32, address_length=55, min_usd=Decimal("1"),
+        deposit_fee=Decimal("0.01"), withdrawal_fee=Decimal("0.01"), ticker="xlm",
+        cg_id="stellar", extra_id_regex="^[0-9A-Za-z]{1,28}$", priority=14,
+        payout_fee=Decimal("0.05"), payout_min=Decimal("20"),
     ),
 )
 # fmt: on

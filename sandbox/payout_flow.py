@@ -152,7 +152,7 @@ def set_status(state: SandboxState, item: Withdrawal, status: str, at: float) ->
     if status == "WAITING" and item.requested_at is None:
         item.requested_at = at
     if status in ("PROCESSING", "SENDING", "FINISHED") and item.fee is None:
-        item.fee = currency.withdrawal_fee
+        item.fee = currency.payout_fee  # what GET /v1/payout/fee quotes for the coin
     if status in ("SENDING", "FINISHED") and item.hash is None:
         item.hash = catalogue.random_hash(f"{item.id}:payout", currency.network)
     if status == "FINISHED":

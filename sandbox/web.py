@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox import api, api_payouts, control, control_cases, ticker, tokens
+from sandbox import api, api_payout_terms, api_payouts, control, control_cases, ticker, tokens
 from sandbox.errors import ApiError, ControlError
 from sandbox.request_body import BodyError, read_body
 from sandbox.routing import Request, Response, Router, json_response, raw_json_response
@@ -24,7 +24,12 @@ CONTROL_PREFIX = "/_sandbox"
 
 
 API_ROUTER = Router()
-API_ROUTER.routes = [*api.router.routes, *api_payouts.router.routes]
+# The payout fee route comes before ``GET /v1/payout/{id}``, which would take "fee" for an id.
+API_ROUTER.routes = [
+    *api.router.routes,
+    *api_payout_terms.router.routes,
+    *api_payouts.router.routes,
+]
 CONTROL_ROUTER = Router()
 CONTROL_ROUTER.routes = [*control.router.routes, *control_cases.router.routes]
 READ_ONLY = frozenset({"GET", "HEAD"})

@@ -69,15 +69,13 @@ class WithdrawalViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         form = s.WithdrawalRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        fees = withdrawal_service.withdrawal_fees()
+        # The fees are the currency's quote (withdrawal_quote), worked out by the lifecycle.
         withdrawal = withdrawal_service.withdrawal_create(
             user_id=_user_id(request),
             amount_usd=data["amount_usd"],
             currency_id=data["currency"].pk,
             wallet_address=data["wallet_address"],
             wallet_extra_id=data.get("wallet_extra_id", ""),
-            network_fee_usd=fees.network_fee_usd,
-            service_fee_usd=fees.service_fee_usd,
         )
         return Response(s.WithdrawalSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 

@@ -1,16 +1,23 @@
-"""Currencies: load NowPayments' catalogue and the merchant's coins into Currency rows."""
+"""Currency rows (their one writer): NowPayments' coins and terms, and the operator's edits."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from payments.errors import ConfigurationError, InvalidAmount, PaymentsError
 from payments.models import Currency
+from payments.money import is_cents
 from payments.services.providers.nowpayments.gateway import get_provider
+from payments.services.providers.nowpayments.terms import CoinTerms, coin_terms
 from payments.services.providers.nowpayments.types import FullCurrency
 
 logger = logging.getLogger(__name__)
@@ -30,24 +37,50 @@ _TOKEN_NETWORK_LABELS = {
 }
 
 
+# What a network calls the memo a payout to a shared address needs (full-currencies says only
+# *that* a coin has one: ``extra_id_exists``); any other such network says "Memo".
+_EXTRA_ID_NAMES = {
+    "xrp": "Destination tag",
+    "xem": "Message",
+    "xmr": "Payment ID",
+}
+_DEFAULT_EXTRA_ID_NAME = "Memo"
+
+# Deposit minimums carry a margin: rates move between this estimate and a payment's creation.
+_DEFAULT_MIN_AMOUNT_MARGIN = "1.05"
+
+
 @dataclass
 class SyncResult:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     withdrawn: list[str] = field(default_factory=list)
     kept_off: list[str] = field(default_factory=list)
+    # Coins whose minimums or payout fee NowPayments did not give this time (their stored
+    # values are kept): code -> what failed, e.g. "payout terms: provider_unavailable".
+    failed: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{len(self.created)} created, {len(self.updated)} updated, "
             f"{len(self.withdrawn)} no longer offered, "
             f"{len(self.kept_off)} kept off by an operator"
         )
+        if self.failed:
+            text += f", {len(self.failed)} with terms not refreshed"
+        return text
 
 
 def currencies_sync() -> SyncResult:
     """Upsert every enabled currency the merchant accepts; never switch on one an operator
-    switched off, and mark the ones NowPayments stopped offering as not provider-enabled."""
+    switched off, and mark the ones NowPayments stopped offering as not provider-enabled.
+
+    Each coin's deposit minimum (``GET /min-amount``, with PAYMENTS_MIN_AMOUNT_MARGIN) and,
+    where ``withdrawal_fee_from_provider`` is on, its payout fee and minimum are read too. A coin
+    NowPayments does not answer for keeps its stored values and is listed in ``failed``; it
+    never stops the others. Every call to NowPayments is made before the transaction.
+    """
+    margin = _min_amount_margin()
     provider = get_provider()
     catalogue = provider.get_full_currencies()
     merchant = {code.lower() for code in provider.get_merchant_coins()}
@@ -55,6 +88,12 @@ def currencies_sync() -> SyncResult:
         entry.code.upper(): entry
         for entry in catalogue
         if entry.enable and (not merchant or entry.code.lower() in merchant)
+    }
+    follows_provider = dict(Currency.objects.values_list("code", "withdrawal_fee_from_provider"))
+    terms = {
+        # A coin first seen here starts with NowPayments' payout terms.
+        code: coin_terms(provider, code, margin=margin, payouts=follows_provider.get(code, True))
+        for code in sorted(offered)
     }
     result = SyncResult()
     now = timezone.now()
@@ -64,30 +103,143 @@ def currencies_sync() -> SyncResult:
             values = _fields(entry)
             currency = existing.get(code)
             if currency is None:
-                Currency.objects.create(
+                currency = Currency(
                     code=code,
                     is_active=True,
                     provider_enabled=True,
-                    synced_at=now,
                     sort_order=_sort_order(entry),
-                    **values,
+                    withdrawal_fee_from_provider=True,
                 )
                 result.created.append(code)
-                continue
+            elif currency.is_active:
+                result.updated.append(code)
+            else:
+                result.kept_off.append(code)
             for name, value in values.items():
                 setattr(currency, name, value)
+            _apply_terms(currency, terms[code], now=now)
             currency.provider_enabled = True
             currency.synced_at = now
             currency.save()
-            (result.updated if currency.is_active else result.kept_off).append(code)
         for code, currency in existing.items():
             if code not in offered and currency.provider_enabled:
                 currency.provider_enabled = False
                 currency.synced_at = now
                 currency.save(update_fields=["provider_enabled", "synced_at", "updated_at"])
                 result.withdrawn.append(code)
+    for code, coin in terms.items():
+        if coin.failures:
+            result.failed[code] = "; ".join(coin.failures)
+            logger.warning("currency sync %s: kept the stored %s", code, result.failed[code])
     logger.info("currency sync: %s", result.summary())
     return result
+
+
+def _apply_terms(currency: Currency, terms: CoinTerms, *, now: datetime) -> None:
+    """What NowPayments said of the coin; what it did not say keeps the stored value. Payout
+    terms are written only while the currency follows NowPayments (checked under the lock)."""
+    if terms.min_amount_usd is not None:
+        currency.min_amount_usd = terms.min_amount_usd
+    if not currency.withdrawal_fee_from_provider:
+        return
+    if terms.withdrawal_fee_usd is not None and terms.withdrawal_min_usd is not None:
+        currency.withdrawal_fee_usd = terms.withdrawal_fee_usd
+        currency.withdrawal_min_usd = terms.withdrawal_min_usd
+        currency.withdrawal_synced_at = now
+
+
+def _min_amount_margin() -> Decimal:
+    raw = str(getattr(settings, "PAYMENTS_MIN_AMOUNT_MARGIN", _DEFAULT_MIN_AMOUNT_MARGIN))
+    try:
+        margin = Decimal(raw)
+    except InvalidOperation:
+        margin = Decimal("NaN")
+    if not margin.is_finite() or not Decimal(1) <= margin <= Decimal(2):
+        raise ConfigurationError(
+            f"PAYMENTS_MIN_AMOUNT_MARGIN must be a factor from 1 to 2 such as 1.05, not {raw!r}."
+        )
+    return margin
+
+
+# --- the operator's edits (the admin) ---------------------------------------------------------
+
+# What an operator may change on a currency; everything else comes from NowPayments at a sync.
+OPERATOR_FIELDS = (
+    "is_active",
+    "sort_order",
+    "withdrawal_fee_from_provider",
+    "withdrawal_fee_usd",
+    "withdrawal_min_usd",
+)
+# Set by the sync, not by hand, while ``withdrawal_fee_from_provider`` is on.
+PROVIDER_TERMS = ("withdrawal_fee_usd", "withdrawal_min_usd")
+_MAX_USD = Decimal("10000000000")  # the columns hold 12 digits, 2 of them cents
+
+
+class CurrencyTermsFromProvider(PaymentsError):
+    """This currency's withdrawal fee and minimum come from NowPayments, not from an edit."""
+
+    code = "currency_terms_from_provider"
+    status_code = 409
+
+
+def currency_update_check(*, currency: Currency, changes: Mapping[str, object]) -> None:
+    """Raise a PaymentsError if an operator may not make ``changes`` (field -> new value)."""
+    unknown = sorted(set(changes) - set(OPERATOR_FIELDS))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} of a currency come from NowPayments")
+    follows = changes.get("withdrawal_fee_from_provider", currency.withdrawal_fee_from_provider)
+    if follows and set(changes) & set(PROVIDER_TERMS):
+        raise CurrencyTermsFromProvider(
+            f"The withdrawal fee and minimum of {currency.code} come from NowPayments at each "
+            "sync while \u201cwithdrawal fee from provider\u201d is on: switch that off to set "
+            "them by hand, or leave them as they are."
+        )
+    for name, label, nullable in (
+        ("withdrawal_fee_usd", "The withdrawal network fee", True),
+        ("withdrawal_min_usd", "The withdrawal minimum", False),
+    ):
+        if name not in changes or (nullable and changes[name] is None):
+            continue
+        value = changes[name]
+        if not isinstance(value, Decimal) or not is_cents(value) or value < 0:
+            raise InvalidAmount(f"{label} must be an amount in USD cents of 0.00 or more.")
+        if value >= _MAX_USD:
+            raise InvalidAmount(f"{label} must be less than {_MAX_USD} USD.")
+
+
+@transaction.atomic
+def currency_update(*, currency_id: int, changes: Mapping[str, object]) -> Currency:
+    """An operator's edit of a currency (``OPERATOR_FIELDS`` only), checked under its lock."""
+    currency = Currency.objects.select_for_update().get(pk=currency_id)
+    currency_update_check(currency=currency, changes=changes)
+    for name, value in changes.items():
+        setattr(currency, name, value)
+    currency.save(update_fields=[*changes, "updated_at"])
+    logger.info("currency %s changed by an operator: %s", currency.code, ", ".join(changes))
+    return currency
+
+
+def currencies_follow_provider_terms() -> list[str]:
+    """Let NowPayments set the withdrawal fee and minimum (at the next sync) of every currency
+    whose terms nobody has set: no fee, no minimum, never synced. For a demo or a first run;
+    the codes switched over are returned."""
+    with transaction.atomic():
+        untouched = list(
+            Currency.objects.select_for_update().filter(
+                withdrawal_fee_from_provider=False,
+                withdrawal_fee_usd__isnull=True,
+                withdrawal_min_usd=0,
+                withdrawal_synced_at__isnull=True,
+            )
+        )
+        for currency in untouched:
+            currency.withdrawal_fee_from_provider = True
+            currency.save(update_fields=["withdrawal_fee_from_provider", "updated_at"])
+    return [currency.code for currency in untouched]
+
+
+# --- what full-currencies says of a coin -------------------------------------------------------
 
 
 def _fields(entry: FullCurrency) -> dict[str, object]:
@@ -111,8 +263,16 @@ def _fields(entry: FullCurrency) -> dict[str, object]:
         "decimal_places": _decimals(entry),
         "address_regex": regex[:500],
         "extra_id_required": bool(entry.extra_id_exists),
+        "extra_id_name": _extra_id_name(entry, network_id) if entry.extra_id_exists else "",
         "explorer_tx_url": (entry.explorer_link_hash or "")[:500],
     }
+
+
+def _extra_id_name(entry: FullCurrency, network_id: str) -> str:
+    for key in (network_id, entry.code.lower()):
+        if key in _EXTRA_ID_NAMES:
+            return _EXTRA_ID_NAMES[key]
+    return _DEFAULT_EXTRA_ID_NAME
 
 
 def _decimals(entry: FullCurrency) -> int:

@@ -112,7 +112,7 @@ FULL_FIELDS = {
 
 def test_full_currencies_fields(api: Api) -> None:
     entries = json_of(api.get("/v1/full-currencies"))["currencies"]
-    assert len(entries) == 13
+    assert len(entries) == 14
     by_code = {e["code"]: e for e in entries}
     for entry in entries:
         assert set(entry) == FULL_FIELDS
@@ -124,6 +124,7 @@ def test_full_currencies_fields(api: Api) -> None:
     assert by_code["USDTMATIC"]["network"] == "matic"
     assert by_code["XRP"]["extra_id_exists"] is True
     assert by_code["XRP"]["extra_id_regex"]
+    assert by_code["XLM"]["extra_id_exists"] is True
     assert by_code["BTC"]["explorer_link_hash"].endswith("/:hash")
     assert by_code["SOL"]["explorer_link_hash"] is None
     assert by_code["ETH"]["network_precision"] == "18"

@@ -12,8 +12,9 @@ from payments.services.currencies import currencies_sync
 
 class Command(BaseCommand):
     help = (
-        "Load NowPayments' full currency list and the merchant's enabled coins into Currency. "
-        "Currencies an operator switched off stay off."
+        "Load NowPayments' full currency list and the merchant's enabled coins into Currency, "
+        "with each coin's deposit minimum and (where it follows NowPayments) its payout fee and "
+        "minimum. Currencies an operator switched off stay off."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -29,3 +30,7 @@ class Command(BaseCommand):
         ):
             if codes:
                 self.stdout.write(f"  {label}: {', '.join(codes)}")
+        for code, what in result.failed.items():
+            self.stdout.write(
+                self.style.WARNING(f"  {code}: not refreshed, stored values kept ({what})")
+            )

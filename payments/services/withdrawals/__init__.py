@@ -2,10 +2,18 @@
 included) and the one home of its state machine; ``payouts`` drives NowPayments payouts through
 the lifecycle only; ``operator`` is an operator's mark completed / failed (on the provider's
 word where a payout exists); ``overrides`` the forced overrides two operators agree on;
-``hashes`` the transaction hash formats; ``fees`` prices a withdrawal.
+``hashes`` the transaction hash formats; ``fees`` prices a withdrawal (fees, minimum, memo rule)
+and quotes it before it is requested.
 """
 
-from payments.services.withdrawals.fees import WithdrawalFees, withdrawal_fees
+from payments.services.withdrawals.fees import (
+    ExtraIdRequired,
+    FeesExceedAmount,
+    WithdrawalFees,
+    WithdrawalQuote,
+    withdrawal_fees,
+    withdrawal_quote,
+)
 from payments.services.withdrawals.lifecycle import (
     APPROVE_PERMISSION,
     Confirmation,
@@ -43,8 +51,11 @@ __all__ = [
     "APPROVE_PERMISSION",
     "OVERRIDE_PERMISSION",
     "Confirmation",
+    "ExtraIdRequired",
+    "FeesExceedAmount",
     "PayoutPollResult",
     "WithdrawalFees",
+    "WithdrawalQuote",
     "approved_withdrawal_ids",
     "payout_find",
     "payout_may_exist",
@@ -64,6 +75,7 @@ __all__ = [
     "withdrawal_override_refuse",
     "withdrawal_override_request",
     "withdrawal_payout_send",
+    "withdrawal_quote",
     "withdrawal_reject",
     "withdrawal_start_processing",
 ]

@@ -31,6 +31,8 @@ from payments.services.providers.nowpayments.types import (
     MinAmount,
     PaymentPage,
     PayoutBatch,
+    PayoutFee,
+    PayoutMinAmount,
     PayoutRequest,
     PayoutWithdrawal,
     ProviderPayment,
@@ -271,6 +273,19 @@ class NowPaymentsProvider:
         if answer == "OK" or answer is True:
             return True
         raise p.MalformedResponse("NowPayments' validate-address answer was not OK.")
+
+    def get_payout_fee(self, currency: str, amount: Decimal | int | str) -> PayoutFee:
+        """``GET /payout/fee``: the network fee NowPayments charges now to pay ``amount`` of
+        ``currency`` out, in that currency (API key only; the fee is dynamic)."""
+        params = {"currency": _ticker(currency), "amount": _positive_amount(amount, name="amount")}
+        body = self._http.call("GET", "/payout/fee", params=params)
+        return PayoutFee.from_dict(body, currency=currency)
+
+    def get_payout_min_amount(self, currency: str) -> PayoutMinAmount:
+        """``GET /payout-withdrawal/min-amount/{coin}``: the smallest payout NowPayments sends
+        in ``currency``, in that currency (API key only)."""
+        path = f"/payout-withdrawal/min-amount/{quote(_ticker(currency), safe='')}"
+        return PayoutMinAmount.from_dict(self._http.call("GET", path), currency=currency)
 
     def create_payout(
         self,

@@ -175,6 +175,46 @@ class Estimate(_ReadsLikeTheProviderDict):
 
 
 @dataclass(frozen=True)
+class PayoutFee(_ReadsLikeTheProviderDict):
+    """``GET /payout/fee``: the network fee of a payout, in units of ``currency``."""
+
+    currency: str
+    fee: Decimal
+    raw: Mapping[str, Any] = _raw()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, currency: str) -> PayoutFee:
+        data = p.as_mapping(data, what="a payout fee")
+        fee = p.decimal_required(data.get("fee"), name="fee")
+        if fee < 0:
+            raise p.MalformedResponse("NowPayments sent a negative payout fee.")
+        return cls(
+            currency=p.lower_or_none(data.get("currency")) or currency.strip().lower(),
+            fee=fee,
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class PayoutMinAmount(_ReadsLikeTheProviderDict):
+    """``GET /payout-withdrawal/min-amount/{coin}``: the smallest payout, in coin units."""
+
+    currency: str
+    min_amount: Decimal
+    raw: Mapping[str, Any] = _raw()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, currency: str) -> PayoutMinAmount:
+        data = p.as_mapping(data, what="a payout minimum")
+        if p.bool_or_none(data.get("success")) is False:
+            raise p.MalformedResponse("NowPayments' payout minimum answer says it failed.")
+        minimum = p.decimal_required(data.get("result"), name="the payout minimum")
+        if minimum < 0:
+            raise p.MalformedResponse("NowPayments sent a negative payout minimum.")
+        return cls(currency=currency.strip().lower(), min_amount=minimum, raw=dict(data))
+
+
+@dataclass(frozen=True)
 class PaymentFee(_ReadsLikeTheProviderDict):
     """The ``fee`` object of a payment IPN (camelCase inside, as the API sends it)."""
 
