@@ -1,13 +1,19 @@
 """The operators' roles as Django groups, installed after every migrate (idempotently).
 
-- viewer: reads everything in the payments admin, changes nothing;
+- viewer: reads everything in the payments admin (manual money and notifications included),
+  changes nothing;
 - approver: a viewer who approves and rejects withdrawals;
-- operator: a viewer who resolves payments in review, reprocesses provider events and edits
-  currencies;
-- supervisor: a viewer who gives the second approval: crediting a payment in review in full,
-  and forced withdrawal overrides.
+- operator: a viewer who requests manual credits and debits, resolves payments in review
+  (a credit waits for a supervisor; a rejection applies at once), reprocesses provider events
+  and edits currencies;
+- supervisor: a viewer who gives the second approval of manual money, of crediting a payment
+  in review (what was received or the price in full) and of forced withdrawal overrides.
 
-Nobody approves what they requested themselves: the services refuse it whatever the groups.
+Approver, operator and supervisor may change withdrawals (a note, the payout's hash) and so
+request a forced override, which moves nothing until a supervisor approves it.
+
+Nobody approves what they requested themselves, nor money for their own account: the services
+refuse it whatever the groups (tests/payments/test_role_matrix.py holds the whole table).
 A group's permissions are set to exactly these on every migrate; add people, not permissions.
 """
 
@@ -30,6 +36,8 @@ _VIEWED = (
     "periodicrun",
     "ledgerdrift",
     "receivable",
+    "manualadjustment",
+    "notification",
 )
 VIEW = tuple(f"view_{model}" for model in _VIEWED)
 ROLES: dict[str, tuple[str, ...]] = {
@@ -43,6 +51,8 @@ ROLES: dict[str, tuple[str, ...]] = {
         "change_currency",
         "change_withdrawalrequest",
         "change_ledgerdrift",
+        "add_manualadjustment",
+        "request_manualadjustment",
     ),
     "supervisor": (
         *VIEW,
@@ -50,6 +60,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         "approve_full_credit",
         "change_withdrawalrequest",
         "override_withdrawalrequest",
+        "approve_manualadjustment",
     ),
 }
 

@@ -20,11 +20,15 @@ from payments.services import withdrawals
 class OverrideActionsAdmin(AuditAdmin):
     """The forced-override actions; ``WithdrawalRequestAdmin`` lists them in its actions."""
 
-    @admin.action(description="Request forced failure (a supervisor must approve)")
+    @admin.action(
+        description="Request forced failure (a supervisor must approve)", permissions=["change"]
+    )
     def request_forced_failure(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         return self._request_override(request, queryset, action="fail")
 
-    @admin.action(description="Request forced completion (a supervisor must approve)")
+    @admin.action(
+        description="Request forced completion (a supervisor must approve)", permissions=["change"]
+    )
     def request_forced_completion(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         return self._request_override(request, queryset, action="complete")
 
@@ -141,17 +145,20 @@ class OverrideActionsAdmin(AuditAdmin):
 {% block content %}<form method="post">{% csrf_token %}
 <p>{{ intro }}</p>
 <ul>{% for w in withdrawals %}<li>{{ w.internal_withdrawal_id }}: {{ w.amount_display }},
+{% if summary %}{{ w.final_amount_usd }} USD after fees in {{ w.currency.code }} to
+<code>{{ w.wallet_address }}</code>, requested by {{ w.user }}, {{ w.status }}{% else %}
 {{ w.status }}, payout {{ w.provider_payout_id|default:"?" }}
-(batch {{ w.provider_batch_id|default:"?" }})</li>{% endfor %}</ul>
+(batch {{ w.provider_batch_id|default:"?" }}){% endif %}</li>{% endfor %}</ul>
 {% if overrides %}<ul>{% for o in overrides %}<li>{{ o.withdrawal.internal_withdrawal_id }}:
 {{ o.get_action_display }} requested by {{ o.requested_by }} at {{ o.requested_at }}
 ({{ o.reason }}){% if o.transaction_hash %}, hash {{ o.transaction_hash }}{% endif %}</li>
 {% endfor %}</ul>{% endif %}
 {% for w in withdrawals %}<input type="hidden" name="_selected_action" value="{{ w.pk }}">
 {% endfor %}<input type="hidden" name="action" value="{{ action }}">
-{% if needs_reason %}<p><label for="id_{{ reason_name }}">Reason</label><br>
-<textarea name="{{ reason_name }}" id="id_{{ reason_name }}" rows="4" cols="80" required>
-</textarea></p>{% endif %}
+{% if needs_reason %}<p>
+<label for="id_{{ reason_name }}">{{ reason_label|default:"Reason" }}</label><br>
+<textarea name="{{ reason_name }}" id="id_{{ reason_name }}" rows="4" cols="80"
+{% if not reason_optional %}required{% endif %}></textarea></p>{% endif %}
 {% if needs_hash %}<p><label for="id_override_hash">Transaction hash of the payout</label><br>
 <input type="text" name="override_hash" id="id_override_hash" size="80" required></p>{% endif %}
 <input type="submit" name="apply" value="{{ button }}">

@@ -34,8 +34,22 @@ def test_installing_again_resets_a_changed_group_and_adds_nothing() -> None:
     [
         ("viewer", set()),
         ("approver", {"payments.approve_withdrawalrequest"}),
-        ("operator", {"payments.resolve_payment"}),
-        ("supervisor", {"payments.approve_full_credit", "payments.override_withdrawalrequest"}),
+        (
+            "operator",
+            {
+                "payments.resolve_payment",
+                "payments.add_manualadjustment",
+                "payments.request_manualadjustment",
+            },
+        ),
+        (
+            "supervisor",
+            {
+                "payments.approve_full_credit",
+                "payments.override_withdrawalrequest",
+                "payments.approve_manualadjustment",
+            },
+        ),
     ],
 )
 def test_each_role_holds_only_its_money_actions(role: str, allowed: set[str]) -> None:
@@ -47,8 +61,15 @@ def test_each_role_holds_only_its_money_actions(role: str, allowed: set[str]) ->
         "payments.approve_full_credit",
         "payments.override_withdrawalrequest",
         "payments.settle_payment",
+        "payments.add_manualadjustment",
+        "payments.request_manualadjustment",
+        "payments.approve_manualadjustment",
+        "payments.change_manualadjustment",
+        "payments.change_notification",
     }
     fresh = type(user).objects.get(pk=user.pk)
     assert {a for a in actions if fresh.has_perm(a)} == allowed
     assert fresh.has_perm("payments.view_transaction")
+    assert fresh.has_perm("payments.view_manualadjustment")
+    assert fresh.has_perm("payments.view_notification")
     assert not fresh.has_perm("payments.delete_transaction")

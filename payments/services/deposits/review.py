@@ -1,5 +1,11 @@
-"""Payments in review: an operator credits what was received or rejects; crediting the price in
-full needs a second operator. The one writer of PaymentResolution."""
+"""Payments in review: an operator rejects at once, or requests a credit (what was received, or
+the price in full) that a second operator approves. The one writer of PaymentResolution.
+
+Crediting a payment in review is manual money, so it takes four eyes whatever its size: the
+requester never decides it (approving nor refusing). The database's
+``resolution_full_credit_second_operator`` CHECK covers only crediting in full; this service
+enforces the same for crediting what was received.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from payments.services.findings import finding_resolve
 logger = logging.getLogger(__name__)
 
 RESOLVE_PERMISSION = "payments.resolve_payment"
-APPROVE_FULL_PERMISSION = "payments.approve_full_credit"
+APPROVE_FULL_PERMISSION = "payments.approve_full_credit"  # approves either kind of credit
+CREDITS = (ResolutionAction.CREDIT_RECEIVED, ResolutionAction.CREDIT_FULL)
 
 
 def payment_review_request(
@@ -32,8 +39,8 @@ def payment_review_request(
 ) -> PaymentResolution:
     """An operator's decision on a payment in review.
 
-    Crediting what was received and rejecting apply at once; crediting the price in full waits
-    for a second operator (``payment_review_approve``).
+    Rejecting applies at once; crediting (what was received, or the price in full) waits for a
+    second operator (``payment_review_approve`` or ``payment_review_refuse``).
     """
     reason = (reason or "").strip()
     if action not in ResolutionAction.values:
@@ -56,16 +63,16 @@ def payment_review_request(
         resolution = PaymentResolution.objects.create(
             payment=payment, action=action, reason=reason, credit_usd=credit, requested_by=operator
         )
-        if action != ResolutionAction.CREDIT_FULL:
+        if action not in CREDITS:
             _apply(resolution, payment, decided_by=operator)
     logger.info("payment %s review: %s by %s", payment_id, action, operator.pk)
     return resolution
 
 
 def payment_review_approve(*, resolution_id: int, approver: Any) -> PaymentResolution:
-    """The second operator's approval of crediting a payment in review in full."""
+    """The second operator's approval of a requested credit of a payment in review."""
     if not approver.has_perm(APPROVE_FULL_PERMISSION):
-        raise PermissionDenied(f"{approver} may not approve crediting a payment in full.")
+        raise PermissionDenied(f"{approver} may not approve crediting a payment in review.")
     with transaction.atomic():
         resolution = PaymentResolution.objects.select_for_update().get(pk=resolution_id)
         if resolution.outcome != DecisionOutcome.PENDING:
@@ -80,13 +87,20 @@ def payment_review_approve(*, resolution_id: int, approver: Any) -> PaymentResol
 
 
 def payment_review_refuse(*, resolution_id: int, approver: Any) -> PaymentResolution:
-    """The second operator refuses a request to credit in full; the payment stays in review."""
+    """The second operator refuses a requested credit; the payment stays in review.
+
+    Not the requester (a mistaken request is refused by a supervisor), nor the payment's user.
+    """
     if not approver.has_perm(APPROVE_FULL_PERMISSION):
-        raise PermissionDenied(f"{approver} may not decide on crediting a payment in full.")
+        raise PermissionDenied(f"{approver} may not decide on crediting a payment in review.")
     with transaction.atomic():
         resolution = PaymentResolution.objects.select_for_update().get(pk=resolution_id)
         if resolution.outcome != DecisionOutcome.PENDING:
             raise InvalidTransition(f"This decision is already {resolution.outcome}.")
+        if resolution.requested_by_id == approver.pk:
+            raise PermissionDenied("The second pair of eyes must be someone else's.")
+        if resolution.payment.user_id == approver.pk:
+            raise PermissionDenied("Nobody may decide on crediting their own payment.")
         PaymentResolution.objects.filter(pk=resolution.pk).update(
             outcome=DecisionOutcome.REFUSED, decided_by=approver, decided_at=timezone.now()
         )

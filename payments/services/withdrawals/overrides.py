@@ -30,6 +30,7 @@ from payments.services.withdrawals import lifecycle
 logger = logging.getLogger(__name__)
 
 OVERRIDE_PERMISSION = "payments.override_withdrawalrequest"
+REQUEST_PERMISSION = "payments.change_withdrawalrequest"
 
 
 def withdrawal_override_request(
@@ -44,6 +45,8 @@ def withdrawal_override_request(
     action = OverrideAction(action)
     reason = reason.strip()
     transaction_hash = transaction_hash.strip()
+    if not requested_by.has_perm(REQUEST_PERMISSION):
+        raise PermissionDenied(f"{requested_by} may not request a forced override.")
     if not reason:
         raise InvalidTransition("A forced override needs a reason.")
     if action == OverrideAction.COMPLETE and not transaction_hash:

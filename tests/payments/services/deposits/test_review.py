@@ -1,4 +1,5 @@
-"""Payments in review: credit what was received, credit in full with four eyes, or reject."""
+"""Payments in review: crediting what was received or the price in full takes four eyes;
+rejecting applies at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 
 from payments.errors import InvalidAmount, InvalidTransition, PermissionDenied
 from payments.models import LedgerDrift, Payment, PaymentResolution, Transaction
@@ -43,15 +45,35 @@ def deposits_of(payment: Payment) -> list[Decimal]:
     )
 
 
-def test_crediting_the_received_amount_posts_the_share_once(in_review: Payment) -> None:
-    op = operator("resolve_payment")
-    deposits.payment_review_request(
+def test_crediting_the_received_amount_waits_for_a_second_operator_then_posts_once(
+    in_review: Payment,
+) -> None:
+    op = operator("resolve_payment", "approve_full_credit")
+    requested = deposits.payment_review_request(
         payment_id=in_review.pk, action="credit_received", operator=op, reason="customer paid 1/4"
     )
+    assert (requested.outcome, requested.credit_usd) == ("pending", Decimal("10.00"))
+    assert Payment.objects.get(pk=in_review.pk).status == "review"
+    assert deposits_of(in_review) == []
+    with pytest.raises(PermissionDenied, match="someone else"):
+        deposits.payment_review_approve(resolution_id=requested.pk, approver=op)
+    with pytest.raises(PermissionDenied, match="someone else"):
+        deposits.payment_review_refuse(resolution_id=requested.pk, approver=op)
+    with pytest.raises(PermissionDenied):
+        deposits.payment_review_approve(
+            resolution_id=requested.pk, approver=operator("resolve_payment")
+        )
+    assert deposits_of(in_review) == []
+    second = operator("approve_full_credit")
+    deposits.payment_review_approve(resolution_id=requested.pk, approver=second)
     payment = Payment.objects.get(pk=in_review.pk)
     assert (payment.status, deposits_of(payment)) == ("completed", [Decimal("10.00")])
     resolution = PaymentResolution.objects.get(payment=payment)
-    assert (resolution.outcome, resolution.decided_by_id) == ("applied", op.pk)
+    assert (resolution.outcome, resolution.requested_by_id, resolution.decided_by_id) == (
+        "applied",
+        op.pk,
+        second.pk,
+    )
     finding = LedgerDrift.objects.get(payment=payment, kind="payment_in_review")
     assert finding.resolved_at is not None
     assert "customer paid 1/4" in finding.resolution_notes
@@ -82,16 +104,48 @@ def test_crediting_in_full_needs_a_second_operator(in_review: Payment) -> None:
     assert (payment.status, deposits_of(payment)) == ("completed", [Decimal("40.00")])
 
 
-def test_rejecting_credits_nothing(in_review: Payment) -> None:
+def test_a_refused_credit_leaves_the_payment_in_review_for_another_decision(
+    in_review: Payment,
+) -> None:
+    requester = operator("resolve_payment")
+    asked = deposits.payment_review_request(
+        payment_id=in_review.pk, action="credit_received", operator=requester, reason="1/4"
+    )
+    with pytest.raises(InvalidTransition, match="waiting for approval"):
+        deposits.payment_review_request(
+            payment_id=in_review.pk, action="reject", operator=requester, reason="changed my mind"
+        )
+    owner = in_review.user
+    owner.user_permissions.add(Permission.objects.get(codename="approve_full_credit"))
+    with pytest.raises(PermissionDenied, match="own payment"):
+        deposits.payment_review_refuse(
+            resolution_id=asked.pk, approver=type(owner).objects.get(pk=owner.pk)
+        )
+    refused = deposits.payment_review_refuse(
+        resolution_id=asked.pk, approver=operator("approve_full_credit")
+    )
+    assert refused.outcome == "refused"
+    with pytest.raises(InvalidTransition, match="already refused"):
+        deposits.payment_review_approve(
+            resolution_id=asked.pk, approver=operator("approve_full_credit")
+        )
+    assert (Payment.objects.get(pk=in_review.pk).status, deposits_of(in_review)) == ("review", [])
     deposits.payment_review_request(
-        payment_id=in_review.pk,
-        action="reject",
-        operator=operator("resolve_payment"),
-        reason="not ours",
+        payment_id=in_review.pk, action="reject", operator=requester, reason="not ours after all"
+    )
+    assert Payment.objects.get(pk=in_review.pk).status == "failed"
+
+
+def test_rejecting_applies_at_once_and_credits_nothing(in_review: Payment) -> None:
+    op = operator("resolve_payment")
+    deposits.payment_review_request(
+        payment_id=in_review.pk, action="reject", operator=op, reason="not ours"
     )
     payment = Payment.objects.get(pk=in_review.pk)
     assert (payment.status, deposits_of(payment)) == ("failed", [])
     assert "not ours" in payment.provider_error
+    resolution = PaymentResolution.objects.get(payment=payment)
+    assert (resolution.outcome, resolution.decided_by_id) == ("applied", op.pk)
 
 
 def test_decisions_need_the_permission_a_reason_and_not_ones_own_payment(
@@ -132,7 +186,7 @@ def test_a_wrong_asset_cannot_be_credited_as_a_share(sandbox: Any, usdt: Any) ->
         )
 
 
-def test_the_admin_actions_go_through_a_confirmation_with_a_reason(
+def test_the_admin_requests_with_a_reason_and_a_second_operator_approves(
     in_review: Payment, client: Any
 ) -> None:
     op = operator("resolve_payment", "view_payment", "change_payment")
@@ -142,14 +196,56 @@ def test_the_admin_actions_go_through_a_confirmation_with_a_reason(
     page = client.post(url, form)
     assert page.status_code == 200
     assert b"Reason" in page.content
+    assert b"second operator" in page.content
     assert Payment.objects.get(pk=in_review.pk).status == "review"
     done = client.post(url, {**form, "apply": "1", "reason": "checked on chain"}, follow=True)
     assert done.status_code == 200
-    assert Payment.objects.get(pk=in_review.pk).status == "completed"
+    assert [str(m) for m in get_messages(done.wsgi_request)] == [
+        "Credit the received amount: 1 payment(s) requested; a second operator approves."
+    ]
+    assert Payment.objects.get(pk=in_review.pk).status == "review"
     assert PaymentResolution.objects.get(payment=in_review).reason == "checked on chain"
+
+    approve = {"action": "approve_full_credit", "_selected_action": [str(in_review.pk)]}
+    own = client.post(url, approve, follow=True)  # no approve permission: not even offered
+    assert own.status_code == 200
+    assert Payment.objects.get(pk=in_review.pk).status == "review"
+    client.force_login(operator("approve_full_credit", "view_payment", "change_payment"))
+    approved = client.post(url, approve, follow=True)
+    assert [str(m) for m in get_messages(approved.wsgi_request)] == [
+        "1 credit(s) approved and posted."
+    ]
+    assert Payment.objects.get(pk=in_review.pk).status == "completed"
+    assert deposits_of(in_review) == [Decimal("10.00")]
+
+
+def test_the_admin_refuses_a_requested_credit_with_a_reason(
+    in_review: Payment, client: Any
+) -> None:
+    deposits.payment_review_request(
+        payment_id=in_review.pk,
+        action="credit_full",
+        operator=operator("resolve_payment"),
+        reason="goodwill",
+    )
+    client.force_login(operator("approve_full_credit", "view_payment", "change_payment"))
+    url = "/admin/payments/payment/"
+    form = {"action": "refuse_credit", "_selected_action": [str(in_review.pk)]}
+    assert b"Reason" in client.post(url, form).content
+    empty = client.post(url, {**form, "apply": "1", "reason": " "}, follow=True)
+    assert [str(m) for m in get_messages(empty.wsgi_request)] == [
+        "Say why the credits are refused."
+    ]
+    assert PaymentResolution.objects.get(payment=in_review).outcome == "pending"
+    done = client.post(url, {**form, "apply": "1", "reason": "no wire arrived"}, follow=True)
+    assert [str(m) for m in get_messages(done.wsgi_request)] == ["1 credit(s) refused."]
+    assert PaymentResolution.objects.get(payment=in_review).outcome == "refused"
+    assert (Payment.objects.get(pk=in_review.pk).status, deposits_of(in_review)) == ("review", [])
 
 
 def test_the_database_refuses_a_full_credit_decided_by_its_requester(in_review: Payment) -> None:
+    # Only crediting in full: for crediting what was received the service alone enforces it
+    # (see test_crediting_the_received_amount_waits_for_a_second_operator_then_posts_once).
     from django.db import IntegrityError, transaction
 
     requester = operator("resolve_payment")
