@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from payments.admin.base import AuditAdmin, log_action
+from payments.admin.exports import CsvExportMixin
 from payments.errors import PaymentsError
 from payments.models import (
     Payment,
@@ -45,7 +46,7 @@ class PaymentResolutionInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(AuditAdmin):
+class PaymentAdmin(CsvExportMixin, AuditAdmin):
     list_display = (
         "internal_payment_id",
         "user",
@@ -100,11 +101,15 @@ class PaymentAdmin(AuditAdmin):
         "credit_received",
         "request_full_credit",
         "approve_full_credit",
+        "refuse_credit",
         "reject_payment",
     )
     inlines = (PaymentResolutionInline,)
 
-    @admin.action(description="In review: credit the received amount", permissions=["resolve"])
+    @admin.action(
+        description="In review: request crediting the received amount (second operator)",
+        permissions=["resolve"],
+    )
     def credit_received(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         return self._review_decision(request, queryset, ResolutionAction.CREDIT_RECEIVED)
 
@@ -120,18 +125,54 @@ class PaymentAdmin(AuditAdmin):
         return self._review_decision(request, queryset, ResolutionAction.REJECT)
 
     @admin.action(
-        description="In review: approve a requested credit in full", permissions=["approve_full"]
+        description="In review: approve a requested credit (second operator; not your own)",
+        permissions=["approve_full"],
     )
     def approve_full_credit(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        pending = PaymentResolution.objects.filter(
-            payment__in=queryset, outcome=PaymentResolution.Outcome.PENDING
-        ).select_related("payment")
+        # The name stays from when only crediting in full waited; it approves either credit.
+        self._decide_credits(request, queryset, approve=True)
+
+    @admin.action(
+        description="In review: refuse a requested credit (second operator; not your own)",
+        permissions=["approve_full"],
+    )
+    def refuse_credit(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        if "apply" not in request.POST:
+            return self._decision_page(
+                request,
+                queryset,
+                title="Refuse the requested credits",
+                explanation="The requested credits of these payments are refused; the payments "
+                "stay in review for another decision. Your reason is stored in each payment's "
+                "history.",
+            )
+        reason = " ".join(request.POST.get("reason", "").split())
+        if not reason:
+            self.message_user(request, "Say why the credits are refused.", level=messages.ERROR)
+            return None
+        self._decide_credits(request, queryset, approve=False, reason=reason)
+        return None
+
+    def _decide_credits(
+        self, request: HttpRequest, queryset: QuerySet[Any], *, approve: bool, reason: str = ""
+    ) -> None:
+        pending = list(
+            PaymentResolution.objects.filter(
+                payment__in=queryset, outcome=PaymentResolution.Outcome.PENDING
+            ).select_related("payment", "requested_by")
+        )
+        if not pending:
+            self.message_user(
+                request,
+                "No requested credit is waiting for the selected payments.",
+                level=messages.WARNING,
+            )
+            return
+        decide = deposits.payment_review_approve if approve else deposits.payment_review_refuse
         done = 0
         for resolution in pending:
             try:
-                approved = deposits.payment_review_approve(
-                    resolution_id=resolution.pk, approver=request.user
-                )
+                decided = decide(resolution_id=resolution.pk, approver=request.user)
             except PaymentsError as exc:
                 self.message_user(
                     request,
@@ -139,14 +180,11 @@ class PaymentAdmin(AuditAdmin):
                     level=messages.ERROR,
                 )
             else:
-                log_action(
-                    request,
-                    resolution.payment,
-                    f"Approved crediting {approved.credit_usd} USD in full, requested by "
-                    f"{approved.requested_by}: {approved.reason}",
-                )
+                log_action(request, resolution.payment, _decision_message(decided, reason))
                 done += 1
-        self.message_user(request, f"{done} credit(s) in full approved and posted.")
+        if done:
+            verb = "approved and posted" if approve else "refused"
+            self.message_user(request, f"{done} credit(s) {verb}.", level=messages.SUCCESS)
 
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(review.RESOLVE_PERMISSION)
@@ -159,18 +197,15 @@ class PaymentAdmin(AuditAdmin):
     ) -> TemplateResponse | None:
         label = ResolutionAction(action).label
         if "apply" not in request.POST:
-            return TemplateResponse(
+            waits = (
+                " A credit waits for a second operator's approval." if action != "reject" else ""
+            )
+            return self._decision_page(
                 request,
-                "admin/payments/payment/review_decision.html",
-                {
-                    **self.admin_site.each_context(request),
-                    "title": label,
-                    "explanation": "Only payments in review are decided; each decision is "
-                    "stored with your reason in the payment's history.",
-                    "payments": list(queryset),
-                    "action": request.POST.get("action", ""),
-                    "opts": self.model._meta,
-                },
+                queryset,
+                title=label,
+                explanation="Only payments in review are decided; each decision is stored with "
+                f"your reason in the payment's history.{waits}",
             )
         done = 0
         for payment in queryset:
@@ -189,8 +224,29 @@ class PaymentAdmin(AuditAdmin):
                 log_action(request, payment, _review_message(resolution))
                 done += 1
         if done:
-            self.message_user(request, f"{label}: {done} payment(s).", level=messages.SUCCESS)
+            waits = " requested; a second operator approves"
+            if action == ResolutionAction.REJECT:
+                waits = ""
+            self.message_user(
+                request, f"{label}: {done} payment(s){waits}.", level=messages.SUCCESS
+            )
         return None
+
+    def _decision_page(
+        self, request: HttpRequest, queryset: QuerySet[Any], *, title: str, explanation: str
+    ) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            "admin/payments/payment/review_decision.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "explanation": explanation,
+                "payments": list(queryset),
+                "action": request.POST.get("action", ""),
+                "opts": self.model._meta,
+            },
+        )
 
     @admin.action(description="Check status at NowPayments now")
     def check_at_nowpayments(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
@@ -219,11 +275,22 @@ class PaymentAdmin(AuditAdmin):
 
 def _review_message(resolution: PaymentResolution) -> str:
     """What an operator's decision on a payment in review did, for its History."""
+    if resolution.action == ResolutionAction.REJECT:
+        return f"Rejected (credited nothing): {resolution.reason}"
+    return (
+        f"Requested {_credit_phrase(resolution)} (a second operator approves): {resolution.reason}"
+    )
+
+
+def _credit_phrase(resolution: PaymentResolution) -> str:
     if resolution.action == ResolutionAction.CREDIT_FULL:
-        done = f"Requested crediting {resolution.credit_usd} USD in full (a second operator "
-        done += "approves)"
-    elif resolution.action == ResolutionAction.CREDIT_RECEIVED:
-        done = f"Credited the received amount, {resolution.credit_usd} USD"
-    else:
-        done = "Rejected (credited nothing)"
-    return f"{done}: {resolution.reason}"
+        return f"crediting {resolution.credit_usd} USD in full"
+    return f"crediting the received amount, {resolution.credit_usd} USD"
+
+
+def _decision_message(resolution: PaymentResolution, reason: str) -> str:
+    """What a second operator's approval or refusal of a requested credit did, for its History."""
+    verb = "Approved" if resolution.outcome == PaymentResolution.Outcome.APPLIED else "Refused"
+    done = f"{verb} {_credit_phrase(resolution)}, requested by {resolution.requested_by}"
+    because = f"; refused because: {reason}" if reason else ""
+    return f"{done}: {resolution.reason}{because}"

@@ -1,5 +1,6 @@
-"""The withdrawals admin: review, payout steps and append-only notes, each through a service
-(the forced overrides are in ``withdrawal_overrides``)."""
+"""The withdrawals admin: the review page with its Approve / Reject confirmations, the payout steps
+and append-only notes, each through a service (the forced overrides are in
+``withdrawal_overrides``, the review page's figures in ``withdrawal_review``)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,58 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied as AdminPermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
 from payments.admin.base import log_action
+from payments.admin.exports import CsvExportMixin
 from payments.admin.withdrawal_overrides import OverrideActionsAdmin
+from payments.admin.withdrawal_review import withdrawal_review_build
 from payments.errors import PaymentsError
 from payments.models import (
     WithdrawalRequest,
 )
-from payments.models.withdrawal import WithdrawalStatus
+from payments.models.withdrawal import WITHDRAWAL_TRANSITIONS, WithdrawalStatus
 from payments.services import withdrawals
+from payments.services.withdrawals.lifecycle import REJECTION_REASON_MAX_LENGTH
 
 NOTE_LABEL = "Add a note"
+# The review page's record form: what an operator may write; the rest is folded away.
+RECORD_FIELDS = ("transaction_hash", "failure_reason", "rejection_reason", "admin_notes")
+NO_REASON = "Say why the withdrawal is rejected: the user is shown the reason."
+
+
+class ReviewFilter(admin.SimpleListFilter):
+    """ "Needs review" (pending, oldest first) is the list's default view; "All" shows every
+    request, newest first. Without the parameter (an action's POST, another filter) nothing is
+    filtered."""
+
+    title = "review"
+    parameter_name = "review"
+    NEEDS = "needs"
+    ALL = "all"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.NEEDS, "Needs review (oldest first)"), (self.ALL, "All (newest first)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == self.NEEDS:
+            return queryset.filter(status=WithdrawalStatus.PENDING)
+        return queryset
+
+    def choices(self, changelist: Any) -> Any:
+        current = self.value() or self.ALL
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": current == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
 
 
 class WithdrawalRequestForm(forms.ModelForm):
@@ -41,19 +80,19 @@ class WithdrawalRequestForm(forms.ModelForm):
 
 
 @admin.register(WithdrawalRequest)
-class WithdrawalRequestAdmin(OverrideActionsAdmin):
+class WithdrawalRequestAdmin(CsvExportMixin, OverrideActionsAdmin):
     form = WithdrawalRequestForm
+    # Short, with the status early: it stays in view at 1280 px beside the filters.
     list_display = (
         "internal_withdrawal_id",
+        "status",
         "user",
         "amount_usd",
         "final_amount_usd",
         "currency",
-        "status",
-        "admin_user",
         "created_at",
     )
-    list_filter = ("status", "currency", "created_at")
+    list_filter = (ReviewFilter, "status", "currency", "created_at")
     search_fields = (
         "internal_withdrawal_id",
         "wallet_address",
@@ -80,6 +119,7 @@ class WithdrawalRequestAdmin(OverrideActionsAdmin):
         "admin_notes",
         "add_note",
         "failure_reason",
+        "rejection_reason",
         "created_at",
         "approved_at",
         "processing_at",
@@ -115,6 +155,178 @@ class WithdrawalRequestAdmin(OverrideActionsAdmin):
             # The operator records the payout's hash here, then runs "Mark completed".
             editable |= {"transaction_hash", "failure_reason"}
         return tuple(f for f in self.fields if f not in editable)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = self.get_fields(request, obj)
+        record = [f for f in (*RECORD_FIELDS, "add_note") if f in fields]
+        rest = [f for f in fields if f not in record]
+        return [
+            ("Record", {"fields": record}),
+            ("All fields", {"fields": rest, "classes": ["collapse"]}),
+        ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("user", "currency", "admin_user")
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        if request.GET.get(ReviewFilter.parameter_name) == ReviewFilter.NEEDS:
+            return ("created_at",)
+        return ("-created_at",)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        # Opened with no query at all, the list is the review queue (as if ?review=needs; the
+        # page is served as is rather than redirected, so the plain URL answers 200).
+        if request.method == "GET" and not request.GET:
+            request.GET = QueryDict(f"{ReviewFilter.parameter_name}={ReviewFilter.NEEDS}")
+        return super().changelist_view(request, extra_context)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None:
+            context["title"] = "Review withdrawal request"
+            context["review"] = withdrawal_review_build(withdrawal=obj)
+            context["review_actions"] = self._review_actions(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _review_actions(self, request: HttpRequest, obj: WithdrawalRequest) -> dict[str, str]:
+        """The Approve / Reject buttons this user may use on this request now."""
+        if not self.has_approve_permission(request):
+            return {}
+        allowed = WITHDRAWAL_TRANSITIONS[WithdrawalStatus(obj.status)]
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}"
+        buttons = {}
+        if WithdrawalStatus.APPROVED in allowed:
+            buttons["approve_url"] = reverse(f"{name}_approve", args=[obj.pk])
+        if WithdrawalStatus.REJECTED in allowed:
+            buttons["reject_url"] = reverse(f"{name}_reject", args=[obj.pk])
+        return buttons
+
+    # --- the review page's Approve and Reject, each through a confirmation page -------------
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/approve/",
+                wrap(partial(self._decision_view, approve=True)),
+                name=f"{name}_approve",
+            ),
+            path(
+                "<path:object_id>/reject/",
+                wrap(partial(self._decision_view, approve=False)),
+                name=f"{name}_reject",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _decision_view(
+        self, request: HttpRequest, object_id: str, *, approve: bool
+    ) -> HttpResponse:
+        """GET shows the confirmation; a POST with ``confirm=yes`` approves or rejects through
+        the lifecycle, logs it and goes back to the review page; nothing changes otherwise."""
+        if not self.has_approve_permission(request):
+            raise AdminPermissionDenied
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}"
+        withdrawal = self.get_object(request, unquote(object_id))
+        if withdrawal is None:  # unknown, or not a UUID at all
+            self.message_user(
+                request, f"No withdrawal request has the id {object_id!r}.", messages.WARNING
+            )
+            return HttpResponseRedirect(reverse(f"{name}_changelist"))
+        change_url = reverse(f"{name}_change", args=[withdrawal.pk])
+        verb = "approved" if approve else "rejected"
+        target = WithdrawalStatus.APPROVED if approve else WithdrawalStatus.REJECTED
+        if target not in WITHDRAWAL_TRANSITIONS[WithdrawalStatus(withdrawal.status)]:
+            self.message_user(
+                request,
+                f"Withdrawal {withdrawal.internal_withdrawal_id} is {withdrawal.status}: it "
+                f"cannot be {verb}.",
+                level=messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        reason = " ".join(request.POST.get("reason", "").split())
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            error = self._check_reason(reason, required=not approve)
+            if error is None:
+                try:
+                    logged = (
+                        self._approve(request, withdrawal, reason)
+                        if approve
+                        else self._reject(request, withdrawal, reason)
+                    )
+                except PaymentsError as exc:
+                    error = exc.message
+                else:
+                    log_action(request, withdrawal, logged)
+                    self.message_user(
+                        request,
+                        f"Withdrawal {withdrawal.internal_withdrawal_id} {verb}.",
+                        level=messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(change_url)
+            self.message_user(request, error, level=messages.ERROR)
+        return TemplateResponse(
+            request,
+            "admin/payments/withdrawalrequest/decision.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"{'Approve' if approve else 'Reject'} withdrawal "
+                f"{withdrawal.internal_withdrawal_id}",
+                "withdrawal": withdrawal,
+                "change_url": change_url,
+                "intro": "Approving lets the payout go to this address."
+                if approve
+                else "Rejecting refunds the hold to the user's balance. The reason is shown to "
+                "the user and added to the notes.",
+                "reason": reason,
+                "reason_label": "Note (optional, added to the notes)"
+                if approve
+                else "Reason (required; shown to the user)",
+                "reason_required": not approve,
+                "reason_max_length": None if approve else REJECTION_REASON_MAX_LENGTH,
+                "button": "Approve" if approve else "Reject",
+            },
+        )
+
+    @staticmethod
+    def _check_reason(reason: str, *, required: bool) -> str | None:
+        if required and not reason:
+            return NO_REASON
+        if required and len(reason) > REJECTION_REASON_MAX_LENGTH:
+            return (
+                f"A rejection reason is at most {REJECTION_REASON_MAX_LENGTH} characters "
+                f"(this one has {len(reason)})."
+            )
+        return None
+
+    def _approve(self, request: HttpRequest, withdrawal: Any, note: str) -> str:
+        """Approve one request (the payout is queued when payouts are on); the History text."""
+        from workers.tasks import withdrawal_payout_send_task
+
+        withdrawals.withdrawal_approve(
+            withdrawal_id=withdrawal.pk, admin_user=request.user, notes=note
+        )
+        done = "Approved."
+        if withdrawals.payouts_enabled():
+            send = partial(withdrawal_payout_send_task.delay, withdrawal_id=str(withdrawal.pk))
+            transaction.on_commit(send)
+            done = "Approved; the payout is sent through NowPayments."
+        return f"{done} Note: {note}" if note else done
+
+    def _reject(self, request: HttpRequest, withdrawal: Any, reason: str) -> str:
+        withdrawals.withdrawal_reject(
+            withdrawal_id=withdrawal.pk, admin_user=request.user, notes=reason
+        )
+        return f"Rejected (the hold is refunded): {reason}"
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # Only the payout's hash and failure reason are edited here, and a note is appended
@@ -158,19 +370,24 @@ class WithdrawalRequestAdmin(OverrideActionsAdmin):
         return super().log_change(request, obj, message)
 
     @admin.action(description="Approve selected withdrawals", permissions=["approve"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        from payments.services.withdrawals import payouts_enabled
-        from workers.tasks import withdrawal_payout_send_task
-
-        def approve(withdrawal: Any) -> str:
-            withdrawals.withdrawal_approve(withdrawal_id=withdrawal.pk, admin_user=request.user)
-            if payouts_enabled():
-                send = partial(withdrawal_payout_send_task.delay, withdrawal_id=str(withdrawal.pk))
-                transaction.on_commit(send)
-                return "Approved; the payout is sent through NowPayments."
-            return "Approved."
-
-        self._each(request, queryset, approve, "approved")
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        if "apply" not in request.POST:
+            return self._override_page(
+                request,
+                list(queryset),
+                title="Approve withdrawals",
+                intro="These withdrawals will be approved and paid out to the addresses shown. "
+                "A note, if you write one, is added to each one's notes.",
+                summary=True,
+                needs_reason=True,
+                reason_name="reason",
+                reason_label="Note (optional)",
+                reason_optional=True,
+                button="Approve them",
+            )
+        note = " ".join(request.POST.get("reason", "").split())
+        self._each(request, queryset, lambda w: self._approve(request, w, note), "approved")
+        return None
 
     @admin.action(
         description="Reject selected withdrawals (refunds the hold)", permissions=["approve"]
@@ -182,7 +399,8 @@ class WithdrawalRequestAdmin(OverrideActionsAdmin):
                 list(queryset),
                 title="Reject withdrawals",
                 intro="These withdrawals will be rejected and their holds refunded. Say why: "
-                "the reason is added to each one's notes.",
+                "the reason is shown to each user and added to each one's notes.",
+                summary=True,
                 needs_reason=True,
                 reason_name="reason",
                 button="Reject them",
@@ -191,14 +409,11 @@ class WithdrawalRequestAdmin(OverrideActionsAdmin):
         if not reason:
             self.message_user(request, "Say why the withdrawals are rejected.", messages.ERROR)
             return None
-
-        def reject(withdrawal: Any) -> str:
-            withdrawals.withdrawal_reject(
-                withdrawal_id=withdrawal.pk, admin_user=request.user, notes=reason
-            )
-            return f"Rejected (the hold is refunded): {reason}"
-
-        self._each(request, queryset, reject, "rejected")
+        error = self._check_reason(reason, required=True)
+        if error:
+            self.message_user(request, error, messages.ERROR)
+            return None
+        self._each(request, queryset, lambda w: self._reject(request, w, reason), "rejected")
         return None
 
     @admin.action(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import quote
 
 from django.db import models
 from django.db.models.functions import Upper
@@ -112,6 +113,15 @@ class Currency(models.Model):
             return None
         return template.replace(":hash", tx_hash).replace("{hash}", tx_hash)
 
+    def explorer_address_url(self, address: str) -> str | None:
+        """The block explorer URL of an address on this currency's network (a built-in table:
+        NowPayments gives no address link)."""
+        address = (address or "").strip()
+        template = _address_explorer(self) if address else None
+        if not template:
+            return None
+        return template.replace("{address}", quote(address, safe=""))
+
 
 # Public explorers by network, used when NowPayments gives no explorer_link_hash.
 _EXPLORERS = {
@@ -134,6 +144,46 @@ _EXPLORERS = {
 }
 
 _TICKER_SUFFIXES = ("trc20", "erc20", "bsc", "matic", "sol")
+
+
+# Public explorers of an address by network (and ticker suffix), for the withdrawal review.
+_ADDRESS_EXPLORERS = {
+    "btc": "https://mempool.space/address/{address}",
+    "bitcoin": "https://mempool.space/address/{address}",
+    "ltc": "https://blockchair.com/litecoin/address/{address}",
+    "litecoin": "https://blockchair.com/litecoin/address/{address}",
+    "eth": "https://etherscan.io/address/{address}",
+    "erc20": "https://etherscan.io/address/{address}",
+    "ethereum": "https://etherscan.io/address/{address}",
+    "trx": "https://tronscan.org/#/address/{address}",
+    "trc20": "https://tronscan.org/#/address/{address}",
+    "tron": "https://tronscan.org/#/address/{address}",
+    "bsc": "https://bscscan.com/address/{address}",
+    "bep20": "https://bscscan.com/address/{address}",
+    "bnb": "https://bscscan.com/address/{address}",
+    "matic": "https://polygonscan.com/address/{address}",
+    "polygon": "https://polygonscan.com/address/{address}",
+    "pol": "https://polygonscan.com/address/{address}",
+    "sol": "https://solscan.io/account/{address}",
+    "solana": "https://solscan.io/account/{address}",
+    "ton": "https://tonviewer.com/{address}",
+    "xrp": "https://xrpscan.com/account/{address}",
+    "ripple": "https://xrpscan.com/account/{address}",
+}
+_ADDRESS_SUFFIXES = ("trc20", "erc20", "bep20", "bsc", "matic", "polygon", "sol", "ton")
+
+
+def _address_explorer(currency: Currency) -> str | None:
+    network = (currency.network or "").lower()
+    if network in _ADDRESS_EXPLORERS:
+        return _ADDRESS_EXPLORERS[network]
+    code = currency.code.lower()
+    if code in _ADDRESS_EXPLORERS:
+        return _ADDRESS_EXPLORERS[code]
+    for suffix in _ADDRESS_SUFFIXES:
+        if code.endswith(suffix):
+            return _ADDRESS_EXPLORERS[suffix]
+    return None
 
 
 def _fallback_explorer(currency: Currency) -> str | None:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from payments.models.common import Provider, generate_public_id, orm_handler, status_check
@@ -157,6 +158,8 @@ class Payment(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="payment_status_created"),
             models.Index(fields=["user", "-created_at"], name="payment_user_created"),
+            # The withdrawal review looks up who else used an address, ignoring case.
+            models.Index(Upper("pay_address"), name="payment_pay_address_upper"),
         ]
         constraints = [
             status_check("status", PaymentStatus, "payment_status_valid"),

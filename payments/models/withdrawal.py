@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Upper
 
 from payments.models.common import (
     DecisionOutcome,
@@ -119,7 +120,11 @@ class WithdrawalRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"], name="withdrawal_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="withdrawal_status_created"),
+            # The withdrawal review looks up who else used an address, ignoring case.
+            models.Index(Upper("wallet_address"), name="withdrawal_address_upper"),
+        ]
         constraints = [
             status_check("status", WithdrawalStatus, "withdrawal_status_valid"),
             models.CheckConstraint(

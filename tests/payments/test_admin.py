@@ -81,7 +81,7 @@ def test_ledger_rows_and_balances_cannot_be_edited(client, reviewer, withdrawal)
 
 
 def test_approve_then_complete_with_the_hash(client, reviewer, withdrawal):
-    assert act(client, "approve_selected", [withdrawal]) == ["1 withdrawal(s) approved."]
+    assert act(client, "approve_selected", [withdrawal], apply="1") == ["1 withdrawal(s) approved."]
     withdrawal.refresh_from_db()
     assert (withdrawal.status, withdrawal.admin_user) == ("approved", reviewer)
     messages = act(client, "mark_completed", [withdrawal])
@@ -132,7 +132,7 @@ def test_nobody_approves_their_own_request_in_the_admin(client, reviewer):
         currency_id=CurrencyFactory().pk,
         wallet_address="TAddr1",
     )
-    messages = act(client, "approve_selected", [own])
+    messages = act(client, "approve_selected", [own], apply="1")
     assert "their own withdrawal" in messages[0]
     own.refresh_from_db()
     assert own.status == "pending"
@@ -148,7 +148,7 @@ def test_staff_without_the_permission_cannot_approve(client, withdrawal):
     client.force_login(staff)
     page = client.get(f"{URL}withdrawalrequest/").content.decode()
     assert "approve_selected" not in page
-    act(client, "approve_selected", [withdrawal])
+    act(client, "approve_selected", [withdrawal], apply="1")
     assert WithdrawalRequest.objects.get(pk=withdrawal.pk).status == "pending"
 
 

@@ -202,7 +202,7 @@ def test_manual_completion_needs_a_hash_in_the_networks_format(
     withdrawal = withdrawals.withdrawal_create(
         user_id=user.pk, amount_usd=Decimal("20.00"), currency_id=currency.pk, wallet_address="a1"
     )
-    assert act(alice, "approve_selected", [withdrawal]) == ["1 withdrawal(s) approved."]
+    assert act(alice, "approve_selected", [withdrawal], apply="1") == ["1 withdrawal(s) approved."]
     response = alice.post(
         f"{URL}{withdrawal.pk}/change/",
         {"transaction_hash": tx_hash, "admin_notes": "", "failure_reason": ""},
@@ -227,7 +227,7 @@ def test_manual_failure_needs_no_provider(settings, usdt, alice):
     withdrawal = withdrawals.withdrawal_create(
         user_id=user.pk, amount_usd=Decimal("20.00"), currency_id=usdt.pk, wallet_address=TRON
     )
-    act(alice, "approve_selected", [withdrawal])
+    act(alice, "approve_selected", [withdrawal], apply="1")
     act(alice, "mark_processing", [withdrawal])
     assert act(alice, "mark_failed", [withdrawal]) == ["1 withdrawal(s) marked failed."]
     assert refunds(withdrawal) == 1

@@ -79,7 +79,7 @@ def manual(settings: Any, usdt: Any) -> Any:
 
 def test_approve_processing_completed_are_logged_with_the_operator(manual, alice):
     withdrawal = pending(manual)
-    assert act(alice, "approve_selected", [withdrawal]) == ["1 withdrawal(s) approved."]
+    assert act(alice, "approve_selected", [withdrawal], apply="1") == ["1 withdrawal(s) approved."]
     assert act(alice, "mark_processing", [withdrawal]) == ["1 withdrawal(s) marked processing."]
     # No hash yet: refused, and nothing logged for it.
     assert "needs its blockchain transaction hash" in act(alice, "mark_completed", [withdrawal])[0]
@@ -102,7 +102,7 @@ def test_approve_processing_completed_are_logged_with_the_operator(manual, alice
 def test_reject_and_mark_failed_are_logged_with_the_reason(manual, alice):
     rejected, failed = pending(manual), pending(manual)
     act(alice, "reject_selected", [rejected], apply="1", reason="address on a sanctions list")
-    act(alice, "approve_selected", [failed])
+    act(alice, "approve_selected", [failed], apply="1")
     act(alice, "mark_processing", [failed])
     alice.post(
         f"{ADMIN}withdrawalrequest/{failed.pk}/change/",
@@ -131,13 +131,13 @@ def test_a_refused_action_writes_no_log_entry(manual, alice):
         currency_id=manual.pk,
         wallet_address=TRON,
     )
-    assert "their own withdrawal" in act(alice, "approve_selected", [mine])[0]
+    assert "their own withdrawal" in act(alice, "approve_selected", [mine], apply="1")[0]
     assert "cannot move from pending to processing" in act(alice, "mark_processing", [own])[0]
     assert act(alice, "reject_selected", [own], apply="1", reason="") == [
         "Say why the withdrawals are rejected."
     ]
     viewer = operator("viewer")  # no approve permission: the action is not even offered
-    act(viewer, "approve_selected", [own])
+    act(viewer, "approve_selected", [own], apply="1")
     assert entries(mine) == entries(own) == []
     assert reload(own).status == "pending"
 
@@ -209,13 +209,23 @@ def test_review_decisions_are_logged_with_the_reason(sandbox, usdt, settings):
     dora = operator("dora", "resolve_payment", "view_payment", "change_payment")
     erin = operator("erin", "approve_full_credit", "view_payment", "change_payment")
     review(dora, "credit_received", received, "a quarter arrived on chain")
+    review(erin, "approve_full_credit", received)  # approves either credit
     review(dora, "request_full_credit", full, "the customer paid the rest by wire")
     review(erin, "approve_full_credit", full)
     review(dora, "reject_payment", rejected, "paid with stolen funds")
     review(dora, "reject_payment", rejected, "twice")  # no longer in review: refused
 
     assert entries(received) == [
-        ("dora", "Credited the received amount, 10.00 USD: a quarter arrived on chain")
+        (
+            "dora",
+            "Requested crediting the received amount, 10.00 USD (a second operator approves): "
+            "a quarter arrived on chain",
+        ),
+        (
+            "erin",
+            "Approved crediting the received amount, 10.00 USD, requested by dora: a quarter "
+            "arrived on chain",
+        ),
     ]
     assert entries(full) == [
         (
@@ -310,7 +320,7 @@ def test_two_operators_notes_are_kept_through_approve_and_reject(manual, alice, 
     for withdrawal in (approved, rejected):
         add_note(alice, withdrawal, "called the customer,\nconfirmed the address")
         add_note(bob, withdrawal, "second look: fine")
-    act(alice, "approve_selected", [approved])
+    act(alice, "approve_selected", [approved], apply="1")
     act(bob, "reject_selected", [rejected], apply="1", reason="changed their mind")
 
     kept = reload(approved).admin_notes.splitlines()

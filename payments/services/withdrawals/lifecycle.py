@@ -33,6 +33,12 @@ from payments.models.withdrawal import (
 )
 from payments.money import is_cents
 from payments.services.deposits.reverse import collect_locked
+from payments.services.withdrawals.fees import (
+    FeesExceedAmount,
+    withdrawal_extra_id_check,
+    withdrawal_fees,
+    withdrawal_minimum_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +64,9 @@ _FROZEN_FIELDS = (
     "network_fee_usd",
     "service_fee_usd",
 )
+# What a rejection without a reason tells the user (the seed's ORM path gives none).
+DEFAULT_REJECTION_REASON = "Rejected by an operator."
+REJECTION_REASON_MAX_LENGTH = WithdrawalRequest._meta.get_field("rejection_reason").max_length or 0
 _STATUS_TIMESTAMPS = {
     WithdrawalStatus.APPROVED: "approved_at",
     WithdrawalStatus.PROCESSING: "processing_at",
@@ -74,11 +83,22 @@ def withdrawal_create(
     amount_usd: Decimal,
     currency_id: int,
     wallet_address: str,
-    network_fee_usd: Decimal = Decimal("0.00"),
-    service_fee_usd: Decimal = Decimal("0.00"),
+    network_fee_usd: Decimal | None = None,
+    service_fee_usd: Decimal | None = None,
     wallet_extra_id: str = "",
 ) -> WithdrawalRequest:
-    """Create a pending request and hold its amount with a WITHDRAWAL posting."""
+    """Create a pending request and hold its amount with a WITHDRAWAL posting.
+
+    Given neither fee, it pays the currency's quoted fees (``fees.withdrawal_fees``); given
+    one, the other is 0.00. The payout minimum and the memo rule apply either way.
+    """
+    if network_fee_usd is None and service_fee_usd is None:
+        quoted = withdrawal_fees(
+            currency=Currency.objects.filter(pk=currency_id).first(), amount_usd=amount_usd
+        )
+        network_fee_usd, service_fee_usd = quoted.network_fee_usd, quoted.service_fee_usd
+    network_fee_usd = Decimal("0.00") if network_fee_usd is None else network_fee_usd
+    service_fee_usd = Decimal("0.00") if service_fee_usd is None else service_fee_usd
     withdrawal = WithdrawalRequest(
         user_id=user_id,
         amount_usd=amount_usd,
@@ -123,8 +143,25 @@ def withdrawal_approve(
 def withdrawal_reject(
     *, withdrawal_id: uuid.UUID, admin_user: Any, notes: str = ""
 ) -> WithdrawalRequest:
-    """Reject a pending request (the hold is refunded); ``notes`` (the reason) are appended."""
-    return _transition(withdrawal_id, WithdrawalStatus.REJECTED, note=notes, admin_user=admin_user)
+    """Reject a pending or approved request (the hold is refunded).
+
+    ``notes`` is the reason: stored (whitespace collapsed) as ``rejection_reason``, what the user
+    is shown, and appended to the notes; without one the neutral ``DEFAULT_REJECTION_REASON`` is
+    stored and no note is added.
+    """
+    reason = " ".join((notes or "").split())
+    if len(reason) > REJECTION_REASON_MAX_LENGTH:
+        raise InvalidTransition(
+            f"A rejection reason is at most {REJECTION_REASON_MAX_LENGTH} characters "
+            f"(this one has {len(reason)})."
+        )
+    return _transition(
+        withdrawal_id,
+        WithdrawalStatus.REJECTED,
+        note=reason,
+        admin_user=admin_user,
+        rejection_reason=reason,
+    )
 
 
 def withdrawal_add_note(*, withdrawal_id: uuid.UUID, author: Any, text: str) -> WithdrawalRequest:
@@ -299,6 +336,8 @@ def _apply(
             )
         if new in (WithdrawalStatus.APPROVED, WithdrawalStatus.REJECTED):
             _check_reviewer(withdrawal)
+        if new == WithdrawalStatus.REJECTED and not withdrawal.rejection_reason.strip():
+            withdrawal.rejection_reason = DEFAULT_REJECTION_REASON
         if _pays_out(previous, new, confirmation):
             _check_no_debt(withdrawal.user_id)
         if new in _PAYOUT_OUTCOMES and confirmation == Confirmation.OPERATOR:
@@ -375,19 +414,28 @@ def _validate_new(withdrawal: WithdrawalRequest) -> None:
         if not isinstance(value, Decimal) or not is_cents(value) or value < 0:
             raise InvalidAmount(f"{name} must be a non-negative Decimal amount in whole cents.")
     if withdrawal.amount_usd <= withdrawal.total_fee_usd:
-        raise InvalidAmount(
+        raise FeesExceedAmount(
             f"The amount {withdrawal.amount_usd} USD does not cover the fees "
             f"{withdrawal.total_fee_usd} USD."
         )
     currency = Currency.objects.filter(pk=withdrawal.currency_id).first()
     if currency is None or not currency.is_active:
         raise CurrencyUnavailable("This currency is not available for withdrawals.")
+    withdrawal_minimum_check(
+        currency=currency,
+        amount_usd=withdrawal.amount_usd,
+        network_fee_usd=withdrawal.network_fee_usd,
+        service_fee_usd=withdrawal.service_fee_usd,
+    )
     address = (withdrawal.wallet_address or "").strip()
     if not address:
         raise InvalidAddress("A withdrawal needs a destination wallet address.")
     if currency.address_regex and not re.fullmatch(currency.address_regex, address):
         raise InvalidAddress(f"{address[:12]}… is not a valid {currency.display_name} address.")
     withdrawal.wallet_address = address
+    withdrawal.wallet_extra_id = withdrawal_extra_id_check(
+        currency=currency, wallet_extra_id=withdrawal.wallet_extra_id
+    )
 
 
 # Written only by the payout steps below (and kept as stored when the ORM saves a request).
