@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from payments.admin.base import ReadOnlyAdmin
+from payments.admin.exports import CsvExportMixin
 from payments.models import (
     Transaction,
     UserBalance,
@@ -26,7 +27,7 @@ class UserBalanceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
+class TransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "user",

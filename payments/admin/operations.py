@@ -33,6 +33,7 @@ class ProviderEventAdmin(ReadOnlyAdmin):
     )
     list_filter = ("kind", "outcome", "provider_status")
     search_fields = ("provider_object_id", "dedupe_key")
+    list_select_related = ("payment",)  # the "payment" column: one join, not a query a row
     date_hierarchy = "received_at"
     actions = ("reprocess_selected",)
 
