@@ -1,7 +1,8 @@
 """Which queue each task runs on: named here once, read by the Celery app and the schedules.
 
 provider: calls to NowPayments for deposits; settlement: ledger writes; payouts: sending and
-following withdrawals; default: reconciliation. Each queue can have workers of its own.
+following withdrawals; default: reconciliation and operator e-mails. Each queue can have workers
+of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ TASK_QUEUES: dict[str, str] = {
     "workers.withdrawals_payout_sweep": PAYOUTS,
     "workers.ledger_reconcile": DEFAULT,
     "workers.provider_reconcile": DEFAULT,
+    "workers.notifications_sweep": DEFAULT,
+    "workers.notification_send": DEFAULT,
 }
 
 

@@ -35,6 +35,7 @@ DEFAULT_SCHEDULES = (
     Schedule("Send and follow payouts", "workers.withdrawals_payout_sweep", 60),
     Schedule("Reconcile the ledger", "workers.ledger_reconcile", 3600),
     Schedule("Reconcile with NowPayments", "workers.provider_reconcile", 900),
+    Schedule("E-mail the operators", "workers.notifications_sweep", 60),
 )
 
 

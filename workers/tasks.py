@@ -16,7 +16,14 @@ from typing import Any
 from celery import shared_task
 
 from payments.errors import ProviderUnavailable
-from payments.services import currencies, deposits, reconcile, reconcile_provider, withdrawals
+from payments.services import (
+    currencies,
+    deposits,
+    notifications,
+    reconcile,
+    reconcile_provider,
+    withdrawals,
+)
 from workers.leases import run_periodic
 from workers.schedules import interval_of
 
@@ -151,3 +158,33 @@ def provider_reconcile_task() -> dict[str, Any]:
     return _periodic(
         "workers.provider_reconcile", reconcile_provider.provider_reconcile, max_runtime=300
     )
+
+
+# --- notifications -------------------------------------------------------------------------
+
+
+@shared_task(name="workers.notifications_sweep")
+def notifications_sweep_task() -> dict[str, Any]:
+    """Record the operators' new events as notifications, and send each one by its own task."""
+
+    def job() -> dict[str, Any]:
+        result = notifications.notifications_sweep()
+        for notification_id in result.to_send:
+            notification_send_task.delay(notification_id=notification_id)
+        return result.as_dict()
+
+    return _periodic("workers.notifications_sweep", job, max_runtime=120)
+
+
+@shared_task(
+    name="workers.notification_send",
+    autoretry_for=notifications.SMTP_ERRORS,
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def notification_send_task(*, notification_id: int) -> str:
+    """E-mail one notification once; SMTP and network errors are retried with backoff (the
+    sweep sends a row still unsent again later)."""
+    return notifications.notification_send(notification_id=notification_id).value

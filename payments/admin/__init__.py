@@ -1,5 +1,20 @@
 """The operators' admin for the payments models, one module per area; importing registers them."""
 
-from payments.admin import currencies, deposits, ledger, operations, withdrawals
+from django.conf import settings
+from django.contrib import admin
 
-__all__ = ["currencies", "deposits", "ledger", "operations", "withdrawals"]
+from payments.admin import currencies, dashboard, deposits, ledger, manual, operations, withdrawals
+
+# "View site" leads to the user pages, which do not exist yet: hidden until PAYMENTS_SITE_URL
+# says where they are.
+admin.site.site_url = getattr(settings, "PAYMENTS_SITE_URL", "") or None
+
+__all__ = [
+    "currencies",
+    "dashboard",
+    "deposits",
+    "ledger",
+    "manual",
+    "operations",
+    "withdrawals",
+]
