@@ -30,6 +30,8 @@ clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
 
 # The whole system on this machine: web, worker(s), beat, Flower and the NowPayments sandbox
-# (README, "Run the whole system"). Ctrl-C stops everything. `make run VENV=...` reuses a venv.
+# (README, "Run the whole system"). `make run VENV=...` reuses a venv. Ctrl-C stops everything
+# and exits 0: on a terminal, run.py takes the foreground in a process group of its own, so make
+# does not get the SIGINT (and die of it, "Error 130") while run.py stops its children.
 run: $(STAMP)
 	$(BIN)/python scripts/run.py

@@ -6,9 +6,10 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
-from workers.queues import task_routes
+from project import filesystem_broker
+from workers.queues import TASK_QUEUES, task_routes
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -29,3 +30,27 @@ def _refuse_a_half_configured_worker(**kwargs: Any) -> None:
     except ConfigurationError as exc:
         # Celery logs and swallows exceptions from signal handlers; this one must stop it.
         raise SystemExit(f"The worker cannot start: {exc.message}") from exc
+
+
+_janitors: list[filesystem_broker.Janitor] = []
+
+
+@worker_ready.connect
+def _expire_unread_queues_of_the_filesystem_broker(**kwargs: Any) -> None:
+    """Over the embedded broker, expire the event queues a stopped Flower leaves behind."""
+    if not filesystem_broker.is_filesystem(str(app.conf.broker_url or "")):
+        return  # Redis and RabbitMQ expire or never keep them
+    task_queues = {*TASK_QUEUES.values(), app.conf.task_default_queue, *app.amqp.queues}
+    janitor = filesystem_broker.Janitor(
+        options=dict(app.conf.broker_transport_options or {}),
+        task_queues=task_queues,
+        max_age=float(app.conf.event_queue_expires or 60.0),
+    )
+    janitor.start()
+    _janitors.append(janitor)
+
+
+@worker_shutdown.connect
+def _stop_the_janitor(**kwargs: Any) -> None:
+    while _janitors:
+        _janitors.pop().stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from project import filesystem_broker
 from project.env import env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -131,7 +132,30 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {
+        # The NowPayments client warns before each retry of each request: with NowPayments down
+        # that is the same line for every call of every poll. The first an hour says it; the
+        # repeats go to DEBUG (payments/logs.py). Only this message, of only this logger.
+        "provider_retries": {
+            "()": "payments.logs.RepeatFilter",
+            "template": "nowpayments %s %s failed (%s); retry %d/%d in %.2f s",
+        },
+        # Celery's six-line warning when a retry outlives the task's expiry: a periodic tick
+        # retried while NowPayments is down, past its expire_seconds (workers/schedules.py).
+        # The retry is then dropped and the next tick does the work; once an hour says so.
+        "expired_retries": {
+            "()": "payments.logs.RepeatFilter",
+            "contains": "has an expiration date in the past",
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "payments.services.providers.nowpayments.transport": {"filters": ["provider_retries"]},
+        "celery.app.base": {"filters": ["expired_retries"]},
+        # Django's own console handler (debug) would print each of its warnings a second time,
+        # unformatted: its records go to the root handler only.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
@@ -150,6 +174,8 @@ REST_FRAMEWORK = {
 # --- payments -----------------------------------------------------------------------------
 PAYMENTS_ENABLED = env_bool("PAYMENTS_ENABLED", default=True)
 PAYMENTS_PUBLIC_BASE_URL = os.environ.get("PAYMENTS_PUBLIC_BASE_URL", "")
+# Where the admin's "View site" leads (the user pages); unset, the link is hidden.
+PAYMENTS_SITE_URL = os.environ.get("PAYMENTS_SITE_URL", "")
 NOWPAYMENTS_API_URL = os.environ.get("NOWPAYMENTS_API_URL", "https://api.nowpayments.io/v1")
 NOWPAYMENTS_API_KEY = os.environ.get("NOWPAYMENTS_API_KEY", "")
 NOWPAYMENTS_IPN_SECRET = os.environ.get("NOWPAYMENTS_IPN_SECRET", "")
@@ -166,9 +192,17 @@ PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
 PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = env_int(
     "PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS", default=1800
 )
-# Fees charged on a withdrawal (USD strings, parsed as Decimal), taken out of its amount.
+# Fees charged on a withdrawal (strings, parsed as Decimal), taken out of its amount. The
+# network fee is the currency's own (from NowPayments' payout fee, or set in the admin); this
+# one applies where a currency has none. The service fee is the fixed amount plus the percent.
 PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_NETWORK_FEE_USD", "1.00")
 PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD = os.environ.get("PAYMENTS_WITHDRAWAL_SERVICE_FEE_USD", "0.50")
+PAYMENTS_WITHDRAWAL_SERVICE_FEE_PERCENT = os.environ.get(
+    "PAYMENTS_WITHDRAWAL_SERVICE_FEE_PERCENT", "0"
+)
+# Deposit minimums synced from NowPayments' /min-amount are raised by this factor, since rates
+# move between that estimate and a payment's creation.
+PAYMENTS_MIN_AMOUNT_MARGIN = os.environ.get("PAYMENTS_MIN_AMOUNT_MARGIN", "1.05")
 # The PostgreSQL role web, worker and beat log in as (created and granted by `manage.py
 # db_roles`, run as the owner after every migrate): no superuser, owns nothing, no DELETE on money.
 PAYMENTS_DB_APP_ROLE = os.environ.get("PAYMENTS_DB_APP_ROLE", "payments_app")
@@ -188,17 +222,49 @@ PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS = env_float(
     "PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS", default=24.0
 )
 
+# --- e-mail and operator notifications ----------------------------------------------------
+# Operators are e-mailed through Django's mail backends: SMTP when EMAIL_HOST is set outside
+# debug, the console backend (mail printed to the log) in debug or with nothing configured.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", default=10)  # seconds; a send holds its row this long
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "") or "payments@localhost"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST and not DEBUG
+    else "django.core.mail.backends.console.EmailBackend"
+)
+# Who is e-mailed (comma list); empty: the active staff of the approver, operator and
+# supervisor groups and the active superusers, those of them with an e-mail address.
+PAYMENTS_OPERATOR_EMAILS = env_list("PAYMENTS_OPERATOR_EMAILS", default=[])
+# A pending withdrawal is reported once it has waited this long.
+PAYMENTS_NOTIFY_WITHDRAWAL_WAITING_MINUTES = env_int(
+    "PAYMENTS_NOTIFY_WITHDRAWAL_WAITING_MINUTES", default=30
+)
+# Only events of this window are e-mailed (a first install reports nothing older), and an
+# unsent e-mail is tried again within it, at most this many times.
+PAYMENTS_NOTIFY_LOOKBACK_HOURS = env_int("PAYMENTS_NOTIFY_LOOKBACK_HOURS", default=24)
+PAYMENTS_NOTIFY_MAX_ATTEMPTS = env_int("PAYMENTS_NOTIFY_MAX_ATTEMPTS", default=12)
+# The admin dashboard: a payout processing longer than this is shown as stuck; the broker is
+# given this long (seconds) to report its queue depth.
+PAYMENTS_PAYOUT_STUCK_MINUTES = env_int("PAYMENTS_PAYOUT_STUCK_MINUTES", default=60)
+PAYMENTS_DASHBOARD_BROKER_TIMEOUT = env_float("PAYMENTS_DASHBOARD_BROKER_TIMEOUT", default=0.5)
+
 # --- celery -------------------------------------------------------------------------------
 # Redis in production; with nothing configured, kombu's filesystem transport needs no server.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "") or "filesystem://"
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
-    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "store_processed": False,
-    }
+# Its messages and exchange tables all live in var/broker; a worker expires the queues nobody
+# reads any more (project/filesystem_broker.py).
+CELERY_BROKER_URL = filesystem_broker.broker_url(os.environ.get("CELERY_BROKER_URL", ""))
+if filesystem_broker.is_filesystem(CELERY_BROKER_URL):
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker.transport_options(VAR_DIR)
+    # An event queue (Flower's) unread this long is expired (Celery's default, 60 s). Events
+    # stay on for every worker and task-sent too: Flower shows nothing without them.
+    CELERY_EVENT_QUEUE_EXPIRES = env_float("CELERY_EVENT_QUEUE_EXPIRES", default=60.0)
 else:
     # Unacknowledged tasks come back after this long; every time limit is well below it.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}

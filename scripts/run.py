@@ -3,10 +3,14 @@
 Runs the Procfile's ``release`` line (migrate, schedules), then starts ``web``, the worker(s),
 ``beat``, ``flower`` and the sandbox together under honcho's process manager, and once the
 sandbox answers runs ``manage.py demo_setup`` (currencies, an admin and a demo user) and prints
-the URLs and credentials. Ctrl-C (SIGINT) or SIGTERM stops every process.
+the URLs and credentials. Ctrl-C (SIGINT), SIGTERM or closing the terminal stops every process;
+the run then says so in one line and exits 0. On a terminal it runs in a process group of its
+own in the terminal's foreground, so that Ctrl-C reaches it and not ``make``, which would
+otherwise die of the signal (``make: *** Error 130``).
 
 With ``DATABASE_URL`` unset it runs on a SQLite file and kombu's filesystem broker in ``var/``,
-with one worker consuming every queue (SQLite serialises writers). With ``DATABASE_URL`` set to
+with one worker consuming every queue (SQLite serialises writers); the broker's event and
+control queues of earlier runs are cleared before anything starts. With ``DATABASE_URL`` set to
 PostgreSQL (and ``CELERY_BROKER_URL`` to Redis) it runs the provider and settlement workers
 apart, as in production. Ports: ``PORT`` (web, 8000), ``SANDBOX_PORT`` (8765), ``FLOWER_PORT``
 (5555).
@@ -17,12 +21,12 @@ Run it with the project's virtualenv Python (``make run`` does); needs honcho fr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,10 +39,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from honcho import manager as honcho_manager
-from honcho.compat import ProcessManager
 from honcho.environ import parse_procfile
-from honcho.manager import Manager
-from honcho.printer import Printer
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (the tests)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from supervise import Foreground, Run, on_hangup_or_quit, on_suspend, say
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS_FILE = "demo-credentials.json"
@@ -65,11 +70,13 @@ STARTUP_TIMEOUT = 120.0
 STOP_GRACE_SECONDS = 15
 # Every queue a task or schedule uses (tests/test_run_command.py keeps this list complete).
 ALL_QUEUES = ("provider", "payouts", "settlement", "default")
-
-
-def say(text: str) -> None:
-    sys.stdout.write(f"[make run] {text}\n")
-    sys.stdout.flush()
+# gunicorn in the run: no access line per static file (project/access_log.py), and no control
+# socket in the user's home directory (nothing of the run is written outside var/).
+GUNICORN_ARGS = "--logger-class project.access_log.AccessLogWithoutStatic --no-control-socket"
+# Celery warns at every worker start when it runs as root. On this local demo (often a
+# container where everything is root) that is nothing to act on; production images run as an
+# unprivileged user (Dockerfile) and keep the warning. Only that message is ignored.
+ROOT_WARNING_FILTER = "ignore:You're running the worker with superuser privileges:Warning"
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -154,6 +161,12 @@ def build_env(environ: Mapping[str, str], var_dir: Path) -> dict[str, str]:
     env.setdefault("SANDBOX_STEP_SECONDS", "2")
     env.setdefault("SANDBOX_IPN_RETRY_INTERVAL", "5")
     env.setdefault("WORKERS_SCHEDULE_SECONDS", json.dumps(DEMO_SCHEDULES))
+    env["GUNICORN_CMD_ARGS"] = " ".join(filter(None, [env.get("GUNICORN_CMD_ARGS"), GUNICORN_ARGS]))
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), ROOT_WARNING_FILTER]))
+    # kombu's filesystem broker moves each message it reads to the temporary directory before
+    # deleting it: keep that in var/ too.
+    (var_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = str(var_dir / "tmp")
     env.update(run_secrets(var_dir, environ))
     if is_sqlite(env.get("DATABASE_URL", "")):
         # One worker on every queue, few processes: SQLite lets one writer in at a time.
@@ -176,34 +189,31 @@ def processes(procfile: Mapping[str, str], env: Mapping[str, str]) -> dict[str, 
         f"python -m sandbox --host 127.0.0.1 --port {shlex.quote(env['SANDBOX_PORT'])}"
         f" --state-file {shlex.quote(str(state))}"
     )
-    return {"sandbox": sandbox, **{name: procfile[name] for name in wanted}}
+    commands = {name: procfile[name] for name in wanted}
+    # Flower inspects the workers as it starts: it waits for one to answer, or warns for nothing.
+    commands["flower"] += f" --wait-for-workers {int(STARTUP_TIMEOUT / 2)}"
+    return {"sandbox": sandbox, **commands}
 
 
-class StopLeaderFirst(ProcessManager):
-    """SIGTERM to each process alone, SIGKILL to its whole process group.
+def reset_embedded_broker(var_dir: Path, env: Mapping[str, str]) -> None:
+    """The filesystem broker: drop earlier runs' event and control queues, tidy the checkout."""
+    if env.get("CELERY_BROKER_URL", "").strip() and not env["CELERY_BROKER_URL"].startswith(
+        "filesystem:"
+    ):
+        return
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from project import filesystem_broker
 
-    honcho's own manager sends SIGTERM to every process group, which also hits Celery's pool
-    children and gunicorn's workers directly: Celery then loses the tasks they were running and
-    hangs until it is killed. Sent to the parent alone, SIGTERM makes it stop its children in
-    order (a warm shutdown). Whatever is left when the manager gives up is killed as a group.
-    """
-
-    def __init__(self) -> None:
-        self.groups: set[int] = set()
-
-    def terminate(self, pid: int) -> None:
-        self.groups.add(pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-
-    def kill(self, pid: int) -> None:
-        self.groups.add(pid)
-        super().kill(pid)
-
-    def kill_leftovers(self) -> None:
-        for group in self.groups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, signal.SIGKILL)
+    paths = filesystem_broker.folders(var_dir)
+    filesystem_broker.broker_reset(
+        queue_folder=paths["queue"], control_folder=paths["control"], task_queues=ALL_QUEUES
+    )
+    # Before the control folder moved to var/broker, kombu wrote it into the checkout.
+    legacy = ROOT / "control"
+    if legacy.is_dir() and all(entry.suffix == ".exchange" for entry in legacy.iterdir()):
+        shutil.rmtree(legacy)
+        say("removed control/ (the broker's tables of earlier runs; they are in var/ now)")
 
 
 def exec_form(command: str) -> str:
@@ -321,6 +331,22 @@ def main(argv: list[str]) -> int:
     if busy:
         say(f"Port(s) already in use: {', '.join(busy)}. Stop what uses them or pick others.")
         return 1
+    terminal = Foreground()
+    terminal.take()
+    for signum in (signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, on_hangup_or_quit)
+    signal.signal(signal.SIGTSTP, on_suspend)
+    try:
+        return run(env, var_dir)
+    except KeyboardInterrupt:
+        say("interrupted before everything started; nothing is left running.")
+        return 0
+    finally:
+        terminal.give_back()
+
+
+def run(env: dict[str, str], var_dir: Path) -> int:
+    """The release step, then every process under honcho until one stops or a signal comes."""
     procfile = read_procfile(ROOT / "Procfile")
     database = env.get("DATABASE_URL") or f"SQLite in {var_dir}"
     broker = env.get("CELERY_BROKER_URL") or f"the filesystem broker in {var_dir}"
@@ -334,11 +360,10 @@ def main(argv: list[str]) -> int:
     if release.returncode != 0:
         say("the release step failed; nothing was started.")
         return release.returncode
+    reset_embedded_broker(var_dir, env)
 
     honcho_manager.KILL_WAIT = STOP_GRACE_SECONDS
-    manager = Manager(Printer(sys.stdout))
-    stopper = StopLeaderFirst()
-    manager._procmgr = stopper  # honcho has no public hook for how it stops processes
+    manager = Run()
     for name, command in processes(procfile, env).items():
         manager.add_process(name, exec_form(command), env=dict(env), cwd=str(ROOT))
     setup = Setup(env)
@@ -347,10 +372,13 @@ def main(argv: list[str]) -> int:
         manager.loop()
     finally:
         setup.stop()
-        stopper.kill_leftovers()
+        manager.stopper.kill_leftovers()
     if setup.failed:
         return 1
-    return manager.returncode or 0
+    if manager.signalled is not None:
+        say(manager.summary())
+        return 0  # stopped because it was asked to
+    return manager.returncode or 1  # a process exited on its own: everything was stopped
 
 
 if __name__ == "__main__":

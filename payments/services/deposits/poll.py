@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from payments.errors import ProviderError
+from payments.logs import CycleWarnings, RepeatLimiter
 from payments.models import Payment
 from payments.models.event import EventOutcome
 from payments.models.payment import ACTIVE_STATUSES, PaymentStatus
@@ -25,6 +26,8 @@ from payments.services.providers.nowpayments.gateway import get_provider, refuse
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
+# The same payment refused on every poll is logged once an hour (payments/logs.py).
+REPEATS = RepeatLimiter()
 
 PAGE_SIZE = 500
 # How long after a credit the poller keeps an eye on a payment for a refund (each one at most
@@ -106,6 +109,14 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
             if len(changed) >= PAGE_SIZE:
                 _apply_batch(changed, result)
                 changed = []
+    unread = CycleWarnings(
+        logger,
+        REPEATS,
+        "provider payment status not read",
+        "status of provider payment %s not read: %s",
+    )
+    for pid in seen:
+        unread.recovered(pid)
     unseen = [pid for pid in local if pid not in seen]
     # Active payments first: they wait for money; credited ones only for a possible refund.
     unseen.sort(key=lambda pid: pid in credited)
@@ -115,14 +126,16 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
             report = provider.get_payment_status(pid)
         except ProviderError as exc:
             result.errors += 1
-            logger.warning("status of provider payment %s not read: %s", pid, exc.code)
+            unread.refused(pid, exc.code)
             continue
+        unread.recovered(pid)
         result.status_calls += 1
         # A credited payment read on its own is applied even unchanged: that stamps it as
         # checked, so the next cycle reads the next ones.
         if _changed(report, local[pid], result) or pid in credited:
             changed.append(report)
     _apply_batch(changed, result)
+    unread.flush()
     logger.info("poll: %s", result.as_dict())
     return result
 
@@ -148,7 +161,9 @@ def _apply_one(report: ProviderPayment, result: PollResult) -> None:
         outcome = payment_apply_report(report=report, source="poll")
     except ProviderError as exc:
         result.errors += 1
-        logger.warning("provider payment %s not applied: %s", report.payment_id, exc.code)
+        hit = REPEATS.hit("provider payment not applied", report.payment_id)
+        level = logging.WARNING if hit.log else logging.DEBUG
+        logger.log(level, "provider payment %s not applied: %s", report.payment_id, exc.code)
         return
     result.applied += outcome.outcome == "applied"
 

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from payments.errors import InvalidTransition, ProviderError, ProviderRejected
+from payments.logs import CycleWarnings, RepeatLimiter
 from payments.models import WithdrawalRequest
 from payments.models.ops import DriftKind
 from payments.models.withdrawal import WithdrawalStatus
@@ -30,6 +31,8 @@ from payments.services.providers.nowpayments.types import PayoutRequest, PayoutW
 from payments.services.withdrawals import lifecycle as withdrawals
 
 logger = logging.getLogger(__name__)
+# The same payout unread on every sweep is logged once an hour (payments/logs.py).
+REPEATS = RepeatLimiter()
 
 # A processing withdrawal whose payout cannot be found after this long goes to an operator.
 LOST_PAYOUT_AFTER = timedelta(hours=1)
@@ -113,14 +116,18 @@ def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
             "processing_at"
         )[:limit]
     )
+    unread = CycleWarnings(
+        logger, REPEATS, "payout not read", "payout of withdrawal %s not read: %s"
+    )
     for withdrawal in processing:
         result.checked += 1
         try:
             found = payout_find(withdrawal)
         except ProviderError as exc:
             result.errors += 1
-            logger.warning("payout of withdrawal %s not read: %s", withdrawal.pk, exc.code)
+            unread.refused(str(withdrawal.pk), exc.code)
             continue
+        unread.recovered(str(withdrawal.pk))
         result.adopted += int(found.adopted)
         if found.item is None:
             if found.searched_all:
@@ -130,6 +137,7 @@ def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
             _follow(withdrawal, found.item, result)
         except InvalidTransition as exc:  # an operator or another poller moved it meanwhile
             logger.info("payout of withdrawal %s not applied: %s", withdrawal.pk, exc.message)
+    unread.flush()
     return result
 
 
@@ -182,7 +190,9 @@ def payout_find(withdrawal: WithdrawalRequest) -> PayoutFound:
             return PayoutFound(item, adopted=True)
         if len(items) < PAYOUT_LIST_PAGE_SIZE:
             return PayoutFound(None)
-    logger.warning(
+    hit = REPEATS.hit("payout not in the list", str(withdrawal.pk))
+    logger.log(
+        logging.WARNING if hit.log else logging.DEBUG,
         "payout of withdrawal %s not in the first %s pages of payouts; not called lost",
         withdrawal.pk,
         PAYOUT_LIST_MAX_PAGES,
