@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import decimal
+import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +107,25 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
         for alias in connections:
             if connections[alias].vendor == "postgresql":
                 ensure_app_role(using=alias)
+
+
+_SESSION_STARTED = pytest.StashKey[float]()
+
+# Browser tests save their screenshots here (tests/browser/console.py). The summary is printed
+# from this conftest because, under xdist, the controlling process loads only this one.
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "var" / "artifacts" / "browser"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SESSION_STARTED] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where this run's screenshots are, when it took some."""
+    started = config.stash.get(_SESSION_STARTED, None)
+    if started is None or not SCREENSHOTS.is_dir():
+        return
+    shots = [p for p in SCREENSHOTS.rglob("*.png") if p.stat().st_mtime >= started]
+    if shots:
+        terminalreporter.write_sep("-", "browser screenshots")
+        terminalreporter.write_line(f"{len(shots)} screenshots under {SCREENSHOTS}")
