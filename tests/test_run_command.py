@@ -1,7 +1,8 @@
 """``make run``, the README's one command: everything starts, a deposit settles, Ctrl-C stops all.
 
 The end-to-end test runs a copy of this working tree (committed or not) in a temporary directory
-with an empty environment. It reuses the virtualenv running the tests (``VENV=...``, and
+with an empty environment, on a terminal of its own (a pseudo-terminal), so that Ctrl-C is what
+an operator's terminal sends. It reuses the virtualenv running the tests (``VENV=...``, and
 ``-o <stamp>`` so make never reinstalls it); a real first run installs into ``.venv``.
 """
 
@@ -12,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -19,6 +21,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -32,6 +35,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent  # the virtualenv running these tests, not resolved
 FRESH_PATH = "/usr/local/bin:/usr/bin:/bin"  # nothing of ours on it, as on a fresh machine
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # honcho colours its prefixes on a terminal
 
 
 def _load_run_script() -> ModuleType:
@@ -103,6 +107,88 @@ def test_the_run_starts_each_long_running_process_type_once(tmp_path: Path) -> N
     assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o077 == 0
 
 
+def test_the_run_keeps_gunicorn_quiet_and_every_file_in_var(tmp_path: Path) -> None:
+    run = _load_run_script()
+    env = run.build_env({"PATH": FRESH_PATH, "GUNICORN_CMD_ARGS": "--workers 3"}, tmp_path)
+    assert env["GUNICORN_CMD_ARGS"] == (
+        "--workers 3 --logger-class project.access_log.AccessLogWithoutStatic --no-control-socket"
+    )
+    assert env["TMPDIR"] == str(tmp_path / "tmp")
+    assert (tmp_path / "tmp").is_dir()
+    # Only Celery's warning about running as root, by its exact start.
+    assert env["PYTHONWARNINGS"].endswith(
+        "ignore:You're running the worker with superuser privileges:Warning"
+    )
+
+
+def test_stopping_prints_one_line_and_reports_what_did_not_stop_cleanly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = _load_run_script()
+    manager = run.Run()
+    for name in ("sandbox", "web", "worker"):
+        manager.add_process(name, "true")
+    manager._system_print("sandbox started (pid=1)\n")
+    manager._system_print("SIGINT received\n")
+    manager._system_print("sending SIGTERM to web (pid 2)\n")
+    manager._system_print("worker stopped (rc=0)\n")
+    manager._system_print("web stopped (rc=-15)\n")
+    manager._system_print("sending SIGKILL to sandbox (pid 1)\n")
+    manager._system_print("sandbox stopped (rc=-9)\n")
+    out = capsys.readouterr().out
+    assert "sandbox started" in out
+    assert "SIGKILL to sandbox" in out
+    assert "sandbox stopped (rc=-9)" in out
+    for quiet in ("SIGINT received", "sending SIGTERM", "worker stopped", "web stopped"):
+        assert quiet not in out
+    assert manager.signalled == "SIGINT"
+    assert manager.summary() == "stopped sandbox, web, worker; not cleanly: sandbox (rc=-9)."
+
+
+def test_a_process_failing_first_is_not_a_requested_stop(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = _load_run_script()
+    manager = run.Run()
+    manager.add_process("web", "true")
+    manager._system_print("web stopped (rc=3)\n")
+    manager._system_print("SIGTERM received\n")  # Ctrl-C while everything is being stopped
+    assert manager.signalled is None
+    assert "web stopped (rc=3)" in capsys.readouterr().out
+
+
+def test_without_a_terminal_the_run_stays_in_its_process_group() -> None:
+    run = _load_run_script()
+    group = os.getpgrp()
+    terminal = run.Foreground()
+    terminal.take()  # pytest's stdin is no terminal
+    assert terminal.fd is None
+    assert os.getpgrp() == group
+    terminal.give_back()
+
+
+def test_the_broker_reset_removes_a_control_folder_left_in_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _load_run_script()
+    checkout = tmp_path / "checkout"
+    (checkout / "control").mkdir(parents=True)
+    (checkout / "control" / "celeryev.exchange").write_text("[]")
+    monkeypatch.setattr(run, "ROOT", checkout)
+    run.reset_embedded_broker(tmp_path / "var", {"CELERY_BROKER_URL": ""})
+    assert not (checkout / "control").exists()
+    assert "removed control/" in capsys.readouterr().out
+    # A control/ folder holding anything else is somebody's: it stays.
+    (checkout / "control").mkdir()
+    (checkout / "control" / "notes.txt").write_text("mine")
+    run.reset_embedded_broker(tmp_path / "var", {})
+    assert (checkout / "control" / "notes.txt").exists()
+    # Redis: nothing to reset.
+    (checkout / "control" / "notes.txt").unlink()
+    run.reset_embedded_broker(tmp_path / "var", {"CELERY_BROKER_URL": "redis://h:6379/0"})
+    assert (checkout / "control").exists()
+
+
 # --- the whole system ---------------------------------------------------------------------------
 
 
@@ -153,7 +239,7 @@ def _port_open(port: int) -> bool:
 
 
 class System:
-    """``make run`` in a process group of its own, its output in a file."""
+    """``make run`` on a pseudo-terminal of its own (its controlling terminal), output to a file."""
 
     def __init__(self, tree: Path, ports: dict[str, int]) -> None:
         self.tree = tree
@@ -163,25 +249,43 @@ class System:
         self.home.mkdir()
         self.env = {"PATH": FRESH_PATH, "HOME": str(self.home), "LANG": "C.UTF-8"}
         self.process: subprocess.Popen[bytes] | None = None
+        self.terminal: int | None = None  # the pseudo-terminal's master side
         self.http = requests.Session()
         self.http.trust_env = False
 
     def start(self) -> None:
         stamp = VENV / ".installed-stamp"
-        args = ["make", "run", f"VENV={VENV}", "-o", str(stamp)]
+        # setsid --ctty: make leads a session of its own with the terminal as its controlling
+        # terminal, in its foreground, as a shell would start it.
+        args = ["setsid", "--ctty", "make", "run", f"VENV={VENV}", "-o", str(stamp)]
         args += [f"{name}={port}" for name, port in self.ports.items()]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                args,
-                cwd=self.tree,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        master, slave = pty.openpty()
+        self.process = subprocess.Popen(
+            args, cwd=self.tree, env=self.env, stdin=slave, stdout=slave, stderr=slave
+        )
+        os.close(slave)
+        self.terminal = master
+        threading.Thread(target=self._record, args=(master,), daemon=True).start()
+
+    def _record(self, master: int) -> None:
+        with self.log_path.open("wb", buffering=0) as log:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every process holding the terminal is gone
+                    return
+                if not data:
+                    return
+                log.write(data)
+
+    def ctrl_c(self) -> None:
+        """What the terminal sends on Ctrl-C: SIGINT to its foreground process group."""
+        assert self.terminal is not None
+        os.write(self.terminal, b"\x03")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return ANSI.sub("", text.replace("\r", ""))
 
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
@@ -241,6 +345,9 @@ class System:
         for pid in _processes_under(self.tree):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.terminal is not None:
+            os.close(self.terminal)
+            self.terminal = None
         self.http.close()
 
 
@@ -271,6 +378,9 @@ print(json.dumps({"id": str(payment.pk), "provider_id": payment.provider_payment
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_make_run_serves_a_settling_deposit_and_ctrl_c_stops_everything(system: System) -> None:
+    # An earlier run's broker tables in the checkout (where kombu used to write them).
+    (system.tree / "control").mkdir()
+    (system.tree / "control" / "celeryev.exchange").write_text('[["#", "", "celeryev.old"]]')
     system.start()
 
     # Everything answers, and demo_setup has printed the URLs and credentials.
@@ -289,6 +399,16 @@ def test_make_run_serves_a_settling_deposit_and_ctrl_c_stops_everything(system: 
     assert admin, log
     stored = json.loads((system.tree / "var" / "demo-credentials.json").read_text())
     assert stored["admin"] == {"username": admin.group(1), "password": admin.group(2)}
+
+    # The root leads to the admin; static files are served but not access-logged.
+    root = system.http.get(system.url("PORT", "/"), allow_redirects=False, timeout=10)
+    assert root.status_code == 302
+    assert root.headers["Location"] == "/admin/"
+    css = system.http.get(system.url("PORT", "/static/admin/css/base.css"), timeout=10)
+    assert css.status_code == 200
+    missing = system.http.get(system.url("PORT", "/static/admin/css/none.css"), timeout=10)
+    assert missing.status_code == 404
+    assert system.http.get(system.url("PORT", "/favicon.ico"), timeout=10).status_code == 204
 
     # A deposit for the demo user, paid in the sandbox, is credited by the running system once.
     created = json.loads(system.manage("shell", "-c", DEPOSIT).strip().splitlines()[-1])
@@ -330,16 +450,44 @@ def test_make_run_serves_a_settling_deposit_and_ctrl_c_stops_everything(system: 
     anonymous = system.http.get(system.url("FLOWER_PORT", "/api/workers"), timeout=5)
     assert anonymous.status_code == 401
 
-    # Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
+    # Quiet logs: no warning nobody needs, every request but the static files' logged.
+    log = system.log()
+    access = [line for line in log.splitlines() if '" 200 ' in line or '" 404 ' in line]
+    assert any('"GET /admin/login/ HTTP/1.1" 200' in line for line in access), log
+    assert any('"GET /static/admin/css/none.css HTTP/1.1" 404' in line for line in access)
+    assert not [line for line in access if '"GET /static/admin/css/base.css' in line]
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "Warning" in line]
+    # The one this test asked for, once (Django's own console handler no longer repeats it).
+    assert len(warnings) == 1, warnings
+    assert warnings[0].endswith("WARNING django.request Not Found: /static/admin/css/none.css")
+
+    # The broker keeps everything in var/: the old control/ is gone and no new one appears.
+    assert not (system.tree / "control").exists()
+    assert "removed control/" in log
+    assert (system.tree / "var" / "broker" / "control" / "celeryev.exchange").exists()
+
+    # Ctrl-C on the terminal: everything stops, one line says so, make exits 0.
     assert system.process is not None
-    os.killpg(system.process.pid, signal.SIGINT)
-    system.process.wait(timeout=20)
+    pids = _processes_under(system.tree)
+    assert len(pids) >= 5, pids
+    started = time.monotonic()
+    system.ctrl_c()
+    assert system.process.wait(timeout=30) == 0, system.tail()
+    assert time.monotonic() - started < 30
     deadline = time.monotonic() + 5
     while _processes_under(system.tree) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_under(system.tree) == [], system.tail()
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     for name, port in system.ports.items():
         assert not _port_open(port), f"{name}={port} still open"
+    time.sleep(0.5)  # the last output through the terminal
+    ending = system.log().split("Ctrl-C stops them all.", 1)[1]
+    stopped = [line for line in ending.splitlines() if line.startswith("[make run]")]
+    assert stopped == ["[make run] stopped sandbox, web, worker, beat, flower."], ending
+    assert "Error 130" not in ending
+    assert "Traceback" not in system.log()
+    assert "sending SIGTERM" not in ending
 
 
 # --- demo_setup ---------------------------------------------------------------------------------
@@ -383,6 +531,14 @@ def test_demo_setup_is_idempotent_and_keeps_its_printed_passwords(
     assert users.get(username="admin").check_password(stored["admin"]["password"])
     assert users.filter(username__in=["admin", "demo"]).count() == 2
     assert f"demo / {stored['demo']['password']}" in second
+    # One staff account per operator role, each in its group only, printed with its password.
+    for role in ("viewer", "approver", "operator", "supervisor"):
+        member = users.get(username=role)
+        assert member.is_staff
+        assert not member.is_superuser
+        assert [g.name for g in member.groups.all()] == [role]
+        assert member.check_password(stored[role]["password"])
+        assert f"{role} / {stored[role]['password']}" in second
 
 
 @pytest.mark.django_db

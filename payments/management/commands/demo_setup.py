@@ -1,4 +1,4 @@
-"""manage.py demo_setup: currencies from the provider, an admin and a demo user, for a local demo.
+"""manage.py demo_setup: currencies, a superuser, a demo user and a staff user per role.
 
 Idempotent: the generated passwords are kept in ``var/demo-credentials.json`` and every run
 prints the same ones (and puts them back on the users if they were changed).
@@ -15,11 +15,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments.errors import PaymentsError
 from payments.models import UserBalance
-from payments.services.currencies import currencies_sync
+from payments.roles import ROLES
+from payments.services.currencies import currencies_follow_provider_terms, currencies_sync
 from payments.services.providers.nowpayments.gateway import get_provider
 
 ADMIN_USERNAME = "admin"
@@ -88,6 +90,9 @@ class Command(BaseCommand):
                 "DJANGO_DEBUG=1."
             )
         self._wait_for_provider(options["wait"])
+        # Demo currencies take the sandbox's payout fees and minimums (BTC from about $10),
+        # also those a run before per-currency terms existed created; the sync below reads them.
+        currencies_follow_provider_terms()
         try:
             result = currencies_sync()
         except PaymentsError as exc:
@@ -100,10 +105,20 @@ class Command(BaseCommand):
         credentials = load_credentials(path)
         admin = self._ensure_user(credentials, "admin", ADMIN_USERNAME, superuser=True)
         demo = self._ensure_user(credentials, "demo", DEMO_USERNAME, superuser=False)
+        # One staff account per operator role, so that four-eyes actions can be tried.
+        staff = {
+            role: self._ensure_user(credentials, role, role, superuser=False) for role in ROLES
+        }
         save_credentials(path, credentials)
+        for role, entry in staff.items():
+            member = get_user_model().objects.get(username=entry["username"])
+            if not member.is_staff:
+                member.is_staff = True
+                member.save(update_fields=["is_staff"])
+            member.groups.set([Group.objects.get(name=role)])
         demo_user = get_user_model().objects.get(username=demo["username"])
         UserBalance.objects.get_or_create_for_user(demo_user)
-        self._print_summary(admin, demo, path, options)
+        self._print_summary(admin, demo, path, options, staff)
 
     def _wait_for_provider(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -147,7 +162,12 @@ class Command(BaseCommand):
         return entry
 
     def _print_summary(
-        self, admin: dict[str, str], demo: dict[str, str], path: Path, options: dict[str, Any]
+        self,
+        admin: dict[str, str],
+        demo: dict[str, str],
+        path: Path,
+        options: dict[str, Any],
+        staff: dict[str, dict[str, str]],
     ) -> None:
         web = options["web_url"] or settings.PAYMENTS_PUBLIC_BASE_URL or "http://127.0.0.1:8000"
         web = web.rstrip("/")
@@ -164,6 +184,7 @@ class Command(BaseCommand):
             f"  Admin            {web}/admin/",
             f"    superuser      {admin['username']} / {admin['password']}",
             f"    demo user      {demo['username']} / {demo['password']}",
+            *(f"    {role:<14} {e['username']} / {e['password']}" for role, e in staff.items()),
             f"  Flower           {flower.rstrip('/')}/",
         ]
         if flower_password:
