@@ -33,12 +33,12 @@ class PaymentResolution(FourEyesDecision):
                 condition=models.Q(outcome=DecisionOutcome.PENDING),
                 name="resolution_one_pending_per_payment",
             ),
-            # Crediting in full: nobody approves what they requested.
+            # Crediting (what was received, or in full): nobody approves what they requested.
             models.CheckConstraint(
                 condition=models.Q(decided_by__isnull=True)
-                | ~models.Q(action=ResolutionAction.CREDIT_FULL)
+                | models.Q(action=ResolutionAction.REJECT)
                 | ~models.Q(decided_by=models.F("requested_by")),
-                name="resolution_full_credit_second_operator",
+                name="resolution_credit_second_operator",
             ),
         ]
 

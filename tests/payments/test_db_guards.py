@@ -24,8 +24,8 @@ from psycopg import errors
 
 from payments import ledger
 from payments.management.commands.db_roles import MONEY_TABLES, ensure_app_role
-from payments.models import Payment, WithdrawalRequest
-from tests.factories import CurrencyFactory, UserFactory
+from payments.models import ManualAdjustment, Payment, PaymentResolution, WithdrawalRequest
+from tests.factories import CurrencyFactory, PaymentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -727,3 +727,115 @@ def attempt_commit(conn: psycopg.Connection[Any], sql: str) -> psycopg.Error | N
     except psycopg.Error as exc:
         return exc
     return None
+
+
+# --- four-eyes decisions: manual money and credits of payments in review -------------------
+
+
+@pytest.mark.parametrize("action", ["credit_received", "credit_full"])
+def test_a_credit_in_review_is_never_decided_by_its_requester(app, user, action):
+    operator = UserFactory()
+    resolution = PaymentResolution.objects.create(
+        payment=PaymentFactory(user=user),
+        action=action,
+        reason="paid short",
+        credit_usd=Decimal("5.00"),
+        requested_by=operator,
+    )
+    decide = (
+        "UPDATE payments_paymentresolution SET outcome = 'applied', decided_by_id = %s, "
+        "decided_at = now() WHERE id = %s"
+    )
+    refused(
+        app,
+        decide,
+        [operator.pk, resolution.pk],
+        error=errors.CheckViolation,
+        match="resolution_credit_second_operator",
+    )
+    assert attempt(app, decide, [UserFactory().pk, resolution.pk]) is None
+
+
+def test_a_rejection_in_review_may_be_applied_by_its_requester(app, user):
+    operator = UserFactory()
+    resolution = PaymentResolution.objects.create(
+        payment=PaymentFactory(user=user), action="reject", reason="spam", requested_by=operator
+    )
+    assert (
+        attempt(
+            app,
+            "UPDATE payments_paymentresolution SET outcome = 'applied', decided_by_id = %s "
+            "WHERE id = %s",
+            [operator.pk, resolution.pk],
+        )
+        is None
+    )
+
+
+def test_manual_money_is_guarded_whatever_the_application_sends(app, user):
+    operator, supervisor = UserFactory(), UserFactory()
+    pending = ManualAdjustment.objects.create(
+        user=user,
+        kind="bonus",
+        amount_usd=Decimal("5.00"),
+        reason="goodwill",
+        requested_by=operator,
+    )
+    matching = ledger.post(
+        user_id=user.pk, kind="bonus", amount_usd=Decimal("5.00"), idempotency_key="m-ok"
+    )
+    other = ledger.post(
+        user_id=user.pk, kind="bonus", amount_usd=Decimal("6.00"), idempotency_key="m-other"
+    )
+    apply = (
+        "UPDATE payments_manualadjustment SET outcome = 'applied', decided_by_id = %s, "
+        "decided_at = now(), transaction_id = %s WHERE id = %s"
+    )
+    # Inserted decided or posted; approved by its requester; posted with another amount.
+    refused(
+        app,
+        "INSERT INTO payments_manualadjustment (user_id, kind, amount_usd, reason, "
+        "requested_by_id, requested_at, outcome, decision_notes, decided_by_id, decided_at, "
+        "transaction_id) VALUES (%s, 'bonus', 5.00, 'x', %s, now(), 'applied', '', %s, now(), "
+        "%s)",
+        [user.pk, operator.pk, supervisor.pk, matching.pk],
+        error=errors.CheckViolation,
+        match="requested pending",
+    )
+    refused(
+        app,
+        apply,
+        [operator.pk, matching.pk, pending.pk],
+        error=errors.CheckViolation,
+        match="manual_second_operator",
+    )
+    refused(
+        app,
+        apply,
+        [supervisor.pk, other.pk, pending.pk],
+        error=errors.CheckViolation,
+        match="must be the",
+    )
+    refused(
+        app,
+        "UPDATE payments_manualadjustment SET amount_usd = 500 WHERE id = %s",
+        [pending.pk],
+        error=errors.CheckViolation,
+        match="cannot change",
+    )
+    # Applied properly, the decision is final: neither refused afterwards nor re-pointed.
+    with app.transaction():
+        app.execute(apply, [supervisor.pk, matching.pk, pending.pk])
+    refused(
+        app,
+        "UPDATE payments_manualadjustment SET outcome = 'refused' WHERE id = %s",
+        [pending.pk],
+        error=errors.CheckViolation,
+        match="a decision is final",
+    )
+    refused(
+        app,
+        "DELETE FROM payments_manualadjustment WHERE id = %s",
+        [pending.pk],
+        error=errors.InsufficientPrivilege,
+    )

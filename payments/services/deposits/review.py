@@ -3,8 +3,8 @@ the price in full) that a second operator approves. The one writer of PaymentRes
 
 Crediting a payment in review is manual money, so it takes four eyes whatever its size: the
 requester never decides it (approving nor refusing). The database's
-``resolution_full_credit_second_operator`` CHECK covers only crediting in full; this service
-enforces the same for crediting what was received.
+``resolution_credit_second_operator`` CHECK (migration 0015) refuses a credit applied by its
+requester, whatever the client.
 """
 
 from __future__ import annotations
