@@ -17,6 +17,7 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.db import connection
 from django.utils import timezone
+from kombu import pools as kombu_pools
 
 from payments import ledger
 from payments.models import Notification
@@ -262,7 +263,10 @@ def redis_broker():
     saved = (celery_app.conf.broker_url, celery_app.conf.broker_transport_options)
 
     def reset_pools() -> None:
-        celery_app.pool.force_close_all()
+        # Celery keeps its connection pools in kombu's registry, shared by every app in this
+        # process that uses the same broker URL: close them *and* forget them, or the next
+        # app (another test's) would be handed a closed pool.
+        kombu_pools.reset()
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
