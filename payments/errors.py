@@ -75,10 +75,29 @@ class AmountBelowMinimum(PaymentsError):
     code = "amount_below_minimum"
 
 
+class FeesExceedAmount(InvalidAmount):
+    """The fees of this withdrawal take all of its amount: nothing would be paid out."""
+
+    code = "fees_exceed_amount"
+
+
+class ExtraIdRequired(InvalidAddress):
+    """Payouts in this currency need a memo (destination tag) beside the address."""
+
+    code = "extra_id_required"
+
+
 class CurrencyUnavailable(PaymentsError):
     """The currency is unknown or switched off."""
 
     code = "currency_unavailable"
+
+
+class CurrencyTermsFromProvider(PaymentsError):
+    """This currency's withdrawal fee and minimum come from NowPayments, not from an edit."""
+
+    code = "currency_terms_from_provider"
+    status_code = 409
 
 
 class PermissionDenied(PaymentsError):

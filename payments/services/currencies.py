@@ -13,7 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from payments.errors import ConfigurationError, InvalidAmount, PaymentsError
+from payments.errors import (
+    ConfigurationError,
+    CurrencyTermsFromProvider,
+    InvalidAmount,
+)
 from payments.models import Currency
 from payments.money import is_cents
 from payments.services.providers.nowpayments.gateway import get_provider
@@ -174,13 +178,6 @@ OPERATOR_FIELDS = (
 # Set by the sync, not by hand, while ``withdrawal_fee_from_provider`` is on.
 PROVIDER_TERMS = ("withdrawal_fee_usd", "withdrawal_min_usd")
 _MAX_USD = Decimal("10000000000")  # the columns hold 12 digits, 2 of them cents
-
-
-class CurrencyTermsFromProvider(PaymentsError):
-    """This currency's withdrawal fee and minimum come from NowPayments, not from an edit."""
-
-    code = "currency_terms_from_provider"
-    status_code = 409
 
 
 def currency_update_check(*, currency: Currency, changes: Mapping[str, object]) -> None:

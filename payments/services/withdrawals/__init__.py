@@ -6,9 +6,8 @@ word where a payout exists); ``overrides`` the forced overrides two operators ag
 and quotes it before it is requested.
 """
 
+from payments.errors import ExtraIdRequired, FeesExceedAmount
 from payments.services.withdrawals.fees import (
-    ExtraIdRequired,
-    FeesExceedAmount,
     WithdrawalFees,
     WithdrawalQuote,
     withdrawal_fees,

@@ -11,25 +11,14 @@ from payments.errors import (
     AmountBelowMinimum,
     ConfigurationError,
     CurrencyUnavailable,
-    InvalidAddress,
+    ExtraIdRequired,
+    FeesExceedAmount,
     InvalidAmount,
 )
 from payments.models import Currency
 from payments.money import CENT, is_cents
 
 _HUNDRED = Decimal(100)
-
-
-class FeesExceedAmount(InvalidAmount):
-    """The fees of this withdrawal take all of its amount: nothing would be paid out."""
-
-    code = "fees_exceed_amount"
-
-
-class ExtraIdRequired(InvalidAddress):
-    """Payouts in this currency need a memo (destination tag) beside the address."""
-
-    code = "extra_id_required"
 
 
 @dataclass(frozen=True)

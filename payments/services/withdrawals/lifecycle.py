@@ -18,6 +18,7 @@ from payments import ledger
 from payments.errors import (
     CurrencyUnavailable,
     DebtOutstanding,
+    FeesExceedAmount,
     InvalidAddress,
     InvalidAmount,
     InvalidTransition,
@@ -34,7 +35,6 @@ from payments.models.withdrawal import (
 from payments.money import is_cents
 from payments.services.deposits.reverse import collect_locked
 from payments.services.withdrawals.fees import (
-    FeesExceedAmount,
     withdrawal_extra_id_check,
     withdrawal_fees,
     withdrawal_minimum_check,

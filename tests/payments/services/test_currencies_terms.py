@@ -9,10 +9,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from payments.errors import InvalidAmount, ProviderRejected
+from payments.errors import CurrencyTermsFromProvider, InvalidAmount, ProviderRejected
 from payments.models import Currency
 from payments.services import currencies
-from payments.services.currencies import CurrencyTermsFromProvider, currencies_sync
+from payments.services.currencies import currencies_sync
 from payments.services.providers.nowpayments.gateway import get_provider
 from payments.services.providers.nowpayments.terms import coin_terms
 from payments.services.withdrawals import withdrawal_quote
