@@ -53,6 +53,12 @@ def get_nowpayments_config() -> NowPaymentsConfig:
     )
 
 
+def get_register_timeout() -> float:
+    """Seconds a payment made through the ORM waits for NowPayments before a worker takes over
+    (``PAYMENTS_REGISTER_TIMEOUT``, 5 by default)."""
+    return _setting_timeout("PAYMENTS_REGISTER_TIMEOUT", default=5.0)
+
+
 def require_configuration() -> None:
     """Raise ConfigurationError unless the payments settings can work (web and worker start-up).
 

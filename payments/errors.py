@@ -55,6 +55,34 @@ class IdempotencyConflict(PaymentsError):
     status_code = 409
 
 
+class IdempotencyKeyInvalid(PaymentsError):
+    """The Idempotency-Key header must be 1 to 255 printable ASCII characters, no spaces."""
+
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReused(PaymentsError):
+    """This Idempotency-Key was already used with another request (method, path or body)."""
+
+    code = "idempotency_key_reused"
+    status_code = 409
+
+
+class IdempotencyInProgress(PaymentsError):
+    """A request with this Idempotency-Key is still being processed: retry in a moment."""
+
+    code = "idempotency_in_progress"
+    status_code = 409
+
+
+class IdempotentRequestFailed(PaymentsError):
+    """The first request with this Idempotency-Key failed after it had changed data, so it is
+    not run again: look at its result (your payments, withdrawals) before using a new key."""
+
+    code = "idempotent_request_failed"
+    status_code = 500
+
+
 class ChainBroken(PaymentsError):
     """The given balance_after does not continue the user's ledger chain."""
 
@@ -179,3 +207,41 @@ class EventNotFound(PaymentsError):
 
     code = "event_not_found"
     status_code = 404
+
+
+class InvalidQrSize(PaymentsError):
+    """A QR code's size is a whole number of pixels from 50 to 1000."""
+
+    code = "invalid_qr_size"
+
+
+class InvalidWebhookEndpoint(PaymentsError):
+    """A webhook endpoint needs an http(s) URL, known event types and a long enough secret."""
+
+    code = "invalid_webhook_endpoint"
+
+
+class ApiKeyNotFound(PaymentsError):
+    """No API key of yours has this id."""
+
+    code = "api_key_not_found"
+    status_code = 404
+
+
+class ApiKeyLimitReached(PaymentsError):
+    """You have as many active API keys as allowed: revoke one before creating another."""
+
+    code = "api_key_limit_reached"
+    status_code = 409
+
+
+class InvalidApiKeyName(PaymentsError):
+    """An API key needs a name of 1 to 100 characters."""
+
+    code = "invalid_api_key_name"
+
+
+class InvalidFilter(PaymentsError):
+    """A filter or paging parameter of the request has a value it cannot take."""
+
+    code = "invalid_filter"

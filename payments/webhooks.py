@@ -25,7 +25,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from payments.errors import InvalidEventBody
+from payments.models import Payment
 from payments.models.event import EventOutcome
+from payments.models.payment import PaymentStatus
 from payments.services.events import (
     KIND_PAYMENT,
     KIND_PAYOUT,
@@ -39,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "HTTP_X_NOWPAYMENTS_SIG"
 MAX_BODY_BYTES = 64 * 1024
+# Statuses in which no transaction to the pay address exists yet (or ever will).
+_NO_MONEY_YET = (
+    PaymentStatus.PENDING,
+    PaymentStatus.EXPIRED,
+    PaymentStatus.CANCELLED,
+    PaymentStatus.FAILED,
+)
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -83,7 +92,24 @@ def nowpayments_ipn(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "duplicate"})
     if result.outcome == EventOutcome.ERROR:
         return JsonResponse({"status": "error", "code": result.code})
+    if kind == KIND_PAYMENT:
+        _fetch_missing_hash(object_id)
     return JsonResponse({"status": "ok", "outcome": result.outcome})
+
+
+def _fetch_missing_hash(provider_payment_id: str) -> None:
+    """NowPayments' IPN carries no payin_hash: once money is seen on a payment that has no
+    transaction hash yet, a worker reads its status, which has one (the explorer link)."""
+    from workers.tasks import payment_refresh_task
+
+    payment_id = (
+        Payment.objects.filter(provider_payment_id=provider_payment_id, transaction_hash="")
+        .exclude(status__in=_NO_MONEY_YET)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if payment_id is not None:
+        payment_refresh_task.delay(payment_id=str(payment_id))
 
 
 def _describe(payload: dict[str, Any]) -> tuple[str, str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from project import filesystem_broker
+from project import caches, filesystem_broker
 from project.env import env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -119,6 +119,11 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# The end users' pages (payments/pages/) sign in at /login/ and open on the account page.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "account"
+LOGOUT_REDIRECT_URL = "login"
+
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
 # The admin's static files are served by the app itself (whitenoise): from the apps in debug,
@@ -161,23 +166,84 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
+# The user API (payments/api/): an API key (Authorization: Bearer pk_..., or X-API-Key) or the
+# pages' session; JSON only; every error a {"code", "message"} body.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "payments.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["payments.api.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "payments.api.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "payments.api.filters.Pagination",
     "PAGE_SIZE": 50,
     "COERCE_DECIMAL_TO_STRING": True,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # How many proxies in front of the web process add themselves to X-Forwarded-For: the
+    # client address of throttles and sign-in lockouts is the one the nearest proxy saw.
+    # 0 trusts no header (REMOTE_ADDR); outside debug the site sits behind one proxy.
+    "NUM_PROXIES": env_int("DJANGO_NUM_PROXIES", default=1 if _SECURE else 0),
+}
+# Rates ("<count>/<second|minute|hour|day>") of the creates, per user; each is also read from
+# its environment variable, e.g. PAYMENTS_THROTTLE_DEPOSIT_CREATE=10/min.
+PAYMENTS_THROTTLE_RATES = {
+    "deposit_create": os.environ.get("PAYMENTS_THROTTLE_DEPOSIT_CREATE", "10/min"),
+    "withdrawal_create": os.environ.get("PAYMENTS_THROTTLE_WITHDRAWAL_CREATE", "5/min"),
+    "api_key_create": os.environ.get("PAYMENTS_THROTTLE_API_KEY_CREATE", "10/hour"),
+}
+# Failed sign-ins (pages) and bad API keys: this many from one client address, or for one
+# username, within the window lock that address or username out for the lockout (seconds).
+PAYMENTS_AUTH_FAILURE_LIMIT = env_int("PAYMENTS_AUTH_FAILURE_LIMIT", default=10)
+PAYMENTS_AUTH_FAILURE_WINDOW_SECONDS = env_int("PAYMENTS_AUTH_FAILURE_WINDOW_SECONDS", default=900)
+PAYMENTS_AUTH_LOCKOUT_SECONDS = env_int("PAYMENTS_AUTH_LOCKOUT_SECONDS", default=900)
+# Active API keys a user may hold at once.
+PAYMENTS_API_KEYS_PER_USER = env_int("PAYMENTS_API_KEYS_PER_USER", default=10)
+
+# The OpenAPI schema (/payments/api/schema/) and its Swagger UI and ReDoc pages, served to
+# anyone (they describe the API, not its data) from drf-spectacular-sidecar's static files.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Payments API",
+    "DESCRIPTION": (
+        "Deposits in cryptocurrency through NowPayments, a USD balance kept in an append-only "
+        "ledger, and withdrawals an operator approves. Authenticate with an API key "
+        "(`Authorization: Bearer pk_...` or `X-API-Key: pk_...`, created on the API keys page) "
+        "or the pages' session (with its CSRF token on POST). Every error is a JSON body "
+        '`{"code", "message"}` with a stable `code`; a validation error adds `errors` per '
+        "field. Creates are rate-limited per user (429 with Retry-After), and repeated bad API "
+        "keys lock the client address out for a while. Lists are paginated: `page` and "
+        "`page_size` (default 50; larger than 200 is served as 200). A POST may carry an "
+        "`Idempotency-Key`: the same key with the same body replays the first response."
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": "/payments/api/",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PUBLIC": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PaymentStatusEnum": "payments.models.payment.PaymentStatus",
+        "WithdrawalStatusEnum": "payments.models.withdrawal.WithdrawalStatus",
+        "TransactionTypeEnum": "payments.models.transaction.TransactionType",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "payments.api.schema.add_error_responses",
+    ],
 }
 
 # --- payments -----------------------------------------------------------------------------
 PAYMENTS_ENABLED = env_bool("PAYMENTS_ENABLED", default=True)
 PAYMENTS_PUBLIC_BASE_URL = os.environ.get("PAYMENTS_PUBLIC_BASE_URL", "")
-# Where the admin's "View site" leads (the user pages); unset, the link is hidden.
-PAYMENTS_SITE_URL = os.environ.get("PAYMENTS_SITE_URL", "")
+# Where the admin's "View site" leads: the user pages, at the root unless set elsewhere (an
+# empty value hides the link).
+PAYMENTS_SITE_URL = os.environ.get("PAYMENTS_SITE_URL", "/")
 NOWPAYMENTS_API_URL = os.environ.get("NOWPAYMENTS_API_URL", "https://api.nowpayments.io/v1")
 NOWPAYMENTS_API_KEY = os.environ.get("NOWPAYMENTS_API_KEY", "")
 NOWPAYMENTS_IPN_SECRET = os.environ.get("NOWPAYMENTS_IPN_SECRET", "")
@@ -185,6 +251,9 @@ NOWPAYMENTS_EMAIL = os.environ.get("NOWPAYMENTS_EMAIL", "")
 NOWPAYMENTS_PASSWORD = os.environ.get("NOWPAYMENTS_PASSWORD", "")
 NOWPAYMENTS_TOTP_SECRET = os.environ.get("NOWPAYMENTS_TOTP_SECRET", "")
 NOWPAYMENTS_TIMEOUT = env_float("NOWPAYMENTS_TIMEOUT", default=10.0)
+# A payment made through the ORM (the seed's Payment.objects.create) is registered with
+# NowPayments before the call returns, waiting at most this long; past it a worker retries.
+PAYMENTS_REGISTER_TIMEOUT = env_float("PAYMENTS_REGISTER_TIMEOUT", default=5.0)
 # Send approved withdrawals through NowPayments payouts (needs email, password and the 2FA
 # secret); off, operators pay out elsewhere and mark withdrawals completed in the admin.
 PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
@@ -256,6 +325,14 @@ PAYMENTS_NOTIFY_MAX_ATTEMPTS = env_int("PAYMENTS_NOTIFY_MAX_ATTEMPTS", default=1
 # given this long (seconds) to report its queue depth.
 PAYMENTS_PAYOUT_STUCK_MINUTES = env_int("PAYMENTS_PAYOUT_STUCK_MINUTES", default=60)
 PAYMENTS_DASHBOARD_BROKER_TIMEOUT = env_float("PAYMENTS_DASHBOARD_BROKER_TIMEOUT", default=0.5)
+# Signed webhooks to the host application (payments/services/host_webhooks): each POST waits
+# this long (seconds) for an answer; a failed delivery is tried again after the first retry
+# delay, three times longer each time (capped at an hour), and given up after the last attempt.
+PAYMENTS_WEBHOOK_TIMEOUT = env_float("PAYMENTS_WEBHOOK_TIMEOUT", default=5.0)
+PAYMENTS_WEBHOOK_MAX_ATTEMPTS = env_int("PAYMENTS_WEBHOOK_MAX_ATTEMPTS", default=12)
+PAYMENTS_WEBHOOK_RETRY_SECONDS = env_float("PAYMENTS_WEBHOOK_RETRY_SECONDS", default=10.0)
+# An API request's Idempotency-Key is remembered this long (then the key may be used afresh).
+PAYMENTS_IDEMPOTENCY_TTL_HOURS = env_int("PAYMENTS_IDEMPOTENCY_TTL_HOURS", default=24)
 
 # --- celery -------------------------------------------------------------------------------
 # Redis in production; with nothing configured, kombu's filesystem transport needs no server.
@@ -288,10 +365,20 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# --- cache: the API's throttles and the sign-in lockouts, shared by every web worker --------
+# CACHE_URL (redis://, rediss://, unix://, file:///path, locmem://), else REDIS_URL, else the
+# broker when it is Redis; with none of them, files under var/cache (project/caches.py).
+CACHES = {
+    "default": caches.cache_config(
+        caches.cache_url(
+            cache=os.environ.get("CACHE_URL", ""),
+            redis=os.environ.get("REDIS_URL", ""),
+            broker=CELERY_BROKER_URL,
+        ),
+        var_dir=VAR_DIR,
+        testing=TESTING,
+    )
+}
+
 # Flower: "user:password" pairs, comma-separated; required outside debug.
 FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
-
-PAYMENTS_QR_CODE_URL = os.environ.get(
-    "PAYMENTS_QR_CODE_URL",
-    "https://api.qrserver.com/v1/create-qr-code/?size={size}x{size}&data={data}",
-)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
+from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 
 from payments.models import Currency, Payment
 
@@ -41,3 +44,15 @@ class PaymentFactory(factory.django.DjangoModelFactory):
     currency = factory.SubFactory(CurrencyFactory)
     amount_usd = Decimal("99.99")
     description = "test deposit"
+
+
+def unregistered_payment(**kwargs: Any) -> Payment:
+    """A payment made through the ORM while NowPayments could not be reached: what the at-once
+    registration leaves to the worker sweep (pending, no provider id, no claim on it)."""
+    with socket.socket() as unreachable:  # bound, never listening: connections are refused
+        unreachable.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unreachable.getsockname()[1]}/v1"
+        with override_settings(NOWPAYMENTS_API_URL=url):
+            payment = PaymentFactory(**kwargs)
+    assert payment.provider_payment_id is None
+    return payment

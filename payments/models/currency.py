@@ -105,13 +105,19 @@ class Currency(models.Model):
         return self.code.lower()
 
     def explorer_url(self, tx_hash: str) -> str | None:
-        """The block explorer URL of a transaction on this currency's network."""
+        """The block explorer URL of a transaction on this currency's network: NowPayments'
+        template (``explorer_link_hash``, synced into ``explorer_tx_url``) where it gives an
+        http(s) one, the built-in table by network and ticker otherwise."""
+        tx_hash = (tx_hash or "").strip()
         if not tx_hash:
             return None
-        template = self.explorer_tx_url or _fallback_explorer(self)
+        template = self.explorer_tx_url.strip()
+        if not template.lower().startswith(("https://", "http://")):
+            template = _fallback_explorer(self) or ""
         if not template:
             return None
-        return template.replace(":hash", tx_hash).replace("{hash}", tx_hash)
+        value = quote(tx_hash, safe="")
+        return template.replace(":hash", value).replace("{hash}", value)
 
     def explorer_address_url(self, address: str) -> str | None:
         """The block explorer URL of an address on this currency's network (a built-in table:
@@ -123,27 +129,54 @@ class Currency(models.Model):
         return template.replace("{address}", quote(address, safe=""))
 
 
-# Public explorers by network, used when NowPayments gives no explorer_link_hash.
+# Public explorers by network (our Currency.network, lower case: NowPayments' network id, its
+# token-standard label such as TRC20, or the coin's own code) and by ticker, used when
+# NowPayments gives no explorer_link_hash.
+_ETHERSCAN = "https://etherscan.io/tx/{hash}"
+_TRONSCAN = "https://tronscan.org/#/transaction/{hash}"
+_BSCSCAN = "https://bscscan.com/tx/{hash}"
+_POLYGONSCAN = "https://polygonscan.com/tx/{hash}"
+_SOLSCAN = "https://solscan.io/tx/{hash}"
+_TONVIEWER = "https://tonviewer.com/transaction/{hash}"
+_XRPSCAN = "https://xrpscan.com/tx/{hash}"
+_ARBISCAN = "https://arbiscan.io/tx/{hash}"
 _EXPLORERS = {
     "btc": "https://mempool.space/tx/{hash}",
     "bitcoin": "https://mempool.space/tx/{hash}",
-    "eth": "https://etherscan.io/tx/{hash}",
-    "erc20": "https://etherscan.io/tx/{hash}",
-    "ethereum": "https://etherscan.io/tx/{hash}",
-    "trx": "https://tronscan.org/#/transaction/{hash}",
-    "trc20": "https://tronscan.org/#/transaction/{hash}",
-    "tron": "https://tronscan.org/#/transaction/{hash}",
-    "bsc": "https://bscscan.com/tx/{hash}",
-    "bep20": "https://bscscan.com/tx/{hash}",
-    "matic": "https://polygonscan.com/tx/{hash}",
-    "polygon": "https://polygonscan.com/tx/{hash}",
-    "sol": "https://solscan.io/tx/{hash}",
-    "solana": "https://solscan.io/tx/{hash}",
     "ltc": "https://blockchair.com/litecoin/transaction/{hash}",
     "litecoin": "https://blockchair.com/litecoin/transaction/{hash}",
+    "doge": "https://blockchair.com/dogecoin/transaction/{hash}",
+    "dogecoin": "https://blockchair.com/dogecoin/transaction/{hash}",
+    "bch": "https://blockchair.com/bitcoin-cash/transaction/{hash}",
+    "eth": _ETHERSCAN,
+    "erc20": _ETHERSCAN,
+    "ethereum": _ETHERSCAN,
+    "usdc": _ETHERSCAN,  # NowPayments' USDC is the ERC20 token
+    "trx": _TRONSCAN,
+    "trc20": _TRONSCAN,
+    "tron": _TRONSCAN,
+    "bsc": _BSCSCAN,
+    "bep20": _BSCSCAN,
+    "bnbbsc": _BSCSCAN,
+    "matic": _POLYGONSCAN,
+    "polygon": _POLYGONSCAN,
+    "maticmainnet": _POLYGONSCAN,
+    "sol": _SOLSCAN,
+    "solana": _SOLSCAN,
+    "ton": _TONVIEWER,
+    "xrp": _XRPSCAN,
+    "ripple": _XRPSCAN,
+    "xlm": "https://stellar.expert/explorer/public/tx/{hash}",
+    "stellar": "https://stellar.expert/explorer/public/tx/{hash}",
+    "arbitrum": _ARBISCAN,
+    "arb": _ARBISCAN,
+    "optimism": "https://optimistic.etherscan.io/tx/{hash}",
+    "avaxc": "https://snowtrace.io/tx/{hash}",
+    "avax c-chain": "https://snowtrace.io/tx/{hash}",
 }
 
-_TICKER_SUFFIXES = ("trc20", "erc20", "bsc", "matic", "sol")
+# Token tickers end with their network (usdttrc20, usdtbsc, usdtmatic, usdtsol, usdtton ...).
+_TICKER_SUFFIXES = ("trc20", "erc20", "bep20", "bsc", "matic", "sol", "ton", "arb")
 
 
 # Public explorers of an address by network (and ticker suffix), for the withdrawal review.
@@ -191,7 +224,9 @@ def _fallback_explorer(currency: Currency) -> str | None:
     if network in _EXPLORERS:
         return _EXPLORERS[network]
     code = currency.code.lower()
+    if code in _EXPLORERS:
+        return _EXPLORERS[code]
     for suffix in _TICKER_SUFFIXES:
         if code.endswith(suffix):
             return _EXPLORERS[suffix]
-    return _EXPLORERS.get(code)
+    return None

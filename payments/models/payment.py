@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.functions import Upper
+from django.urls import reverse
 from django.utils import timezone
 
 from payments.models.common import Provider, generate_public_id, orm_handler, status_check
+from payments.models.uris import payment_uri
 from payments.money import format_usd
 
 
@@ -66,6 +68,10 @@ _STATUS_COLORS = {
     PaymentStatus.CANCELLED: "secondary",
     PaymentStatus.REVIEW: "warning",
 }
+
+
+# QR codes (payments/qr.py): square, in pixels.
+QR_MIN_SIZE, QR_DEFAULT_SIZE, QR_MAX_SIZE = 50, 200, 1000
 
 
 def can_move(old: str, new: str) -> bool:
@@ -195,6 +201,10 @@ class Payment(models.Model):
             self.internal_payment_id = generate_public_id("PAY")
         if self._state.adding:
             super().save(*args, **kwargs)
+            if not self.provider_payment_id:
+                # Made through the ORM (the seed's Payment.objects.create): registered with
+                # NowPayments at once, or on commit (payments.orm_compat).
+                orm_handler("payment.created")(self)
         else:
             # A change of an existing payment (the seed's "update status manually" and its
             # provider snippet) runs the deposits status machine (payments.orm_compat): a
@@ -212,6 +222,18 @@ class Payment(models.Model):
         instance = super().from_db(db, field_names, values)
         instance._loaded_status = instance.__dict__.get("status")
         return instance
+
+    def refresh_from_db(
+        self,
+        using: str | None = None,
+        fields: Iterable[str] | None = None,
+        from_queryset: models.QuerySet[Payment] | None = None,
+    ) -> None:
+        # What was read is now the status a later save() moves from.
+        fields = None if fields is None else list(fields)
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+        if fields is None or "status" in fields:
+            self._loaded_status = self.status
 
     @property
     def amount_display(self) -> str:
@@ -249,20 +271,23 @@ class Payment(models.Model):
 
     @property
     def qr_data(self) -> str | None:
-        """What a wallet needs to scan: the pay address (with the memo where the coin needs one)."""
+        """What a wallet scans: the network's payment URI with the amount where one exists
+        (``bitcoin:``, EIP-681 ...), the bare address otherwise; None before there is an
+        address. A memo or destination tag (``pay_extra_id``) is shown beside it, not in it."""
         if not self.pay_address:
             return None
-        if self.pay_extra_id:
-            return f"{self.pay_address}?memo={quote(self.pay_extra_id)}"
-        return self.pay_address
+        return payment_uri(
+            code=self.currency.code, address=self.pay_address, amount=self.pay_amount
+        )
 
-    def get_qr_code_url(self, size: int = 200) -> str | None:
-        data = self.qr_data
-        if data is None:
+    def get_qr_code_url(self, size: int = QR_DEFAULT_SIZE, fmt: str = "png") -> str | None:
+        """Our own endpoint's URL for this payment's QR code (PNG or SVG), None before there is
+        an address: the address never goes to a third party."""
+        if not self.pay_address:
             return None
-        size = max(50, min(int(size), 1000))
-        template: str = settings.PAYMENTS_QR_CODE_URL
-        return template.format(size=size, data=quote(data, safe=""))
+        size = max(QR_MIN_SIZE, min(int(size), QR_MAX_SIZE))
+        path = reverse("payments:payment-qr", kwargs={"payment_id": self.pk, "fmt": fmt})
+        return f"{path}?size={size}"
 
     def get_explorer_link(self) -> str | None:
         if not self.transaction_hash:

@@ -39,7 +39,8 @@ def run(source: str, namespace: dict) -> list[str]:
     return printed
 
 
-def test_payment_example(user, usdt):
+@pytest.mark.django_db(transaction=True)
+def test_payment_example(sandbox, user, usdt):
     printed = run(
         """
 from payments.models import Payment, Currency
@@ -68,8 +69,16 @@ payment.save()
     )
     assert re.fullmatch(r"PAY_\d{14}_[0-9a-f]{8}", printed[0])
     assert printed[1:4] == ["pending", "$99.99 USD", "True"]
-    # No address before NowPayments assigns one, and no hash before the chain has one.
-    assert printed[4:6] == ["None", "None"]
+    # Registered with NowPayments before create() returned: the address is there at once (a
+    # TRC20 token has no payment URI: the bare address); no hash before the chain has one.
+    from payments.models import Payment
+
+    payment = Payment.objects.get()
+    remote = sandbox.control.payment(payment.provider_payment_id)
+    assert printed[4] == payment.pay_address == remote["pay_address"] != ""
+    assert printed[5] == "None"
+    assert payment.status == "completed"
+    assert payment.provider_payment_id == str(remote["payment_id"])
 
 
 def test_payment_address_qr_and_explorer(user, usdt):
@@ -80,8 +89,9 @@ def test_payment_address_qr_and_explorer(user, usdt):
     payment.transaction_hash = "abc"
     assert payment.qr_data == "TAddr123"
     assert payment.get_explorer_link() == "https://tronscan.org/#/transaction/abc"
-    assert "size=300x300" in payment.get_qr_code_url(size=300)
-    assert "TAddr123" in payment.get_qr_code_url(size=300)
+    # Our own endpoint: the address is not in the URL, and no third party sees it.
+    assert payment.get_qr_code_url(size=300) == f"/payments/qr/{payment.pk}.png?size=300"
+    assert "TAddr123" not in payment.get_qr_code_url(size=300)
     assert payment.status_color == "warning"
     usdt.explorer_tx_url = "https://explorer.example/tx/:hash"
     assert payment.get_explorer_link() == "https://explorer.example/tx/abc"

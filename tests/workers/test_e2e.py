@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from payments.models import Payment, PeriodicRun, Transaction, UserBalance
 from payments.services import deposits as service
-from tests.factories import CurrencyFactory, UserFactory
+from tests.factories import CurrencyFactory, UserFactory, unregistered_payment
 from tests.payments.test_ledger_concurrency import assert_ledger_consistent
 from tests.workers.processes import (
     Processes,
@@ -103,10 +103,12 @@ def test_payments_made_through_the_orm_are_registered_and_settled(sandbox, usdt,
     procs.worker()
     procs.beat()
     user = UserFactory()
-    # The seed's way: create through the ORM; the register sweeper takes it to NowPayments.
-    pending = Payment.objects.create(
+    # The seed's way, while NowPayments could not be reached: created through the ORM, not
+    # registered at once; the register sweeper takes it to NowPayments.
+    pending = unregistered_payment(
         user=user, amount_usd=Decimal("11.00"), currency=usdt, description="ORM deposit"
     )
+    assert pending.provider_error.startswith("NowPayments could not be reached")
     # And a payment completed by hand, as the seed shows: the settle sweeper credits it.
     by_hand = Payment.objects.create(user=user, amount_usd=Decimal("7.00"), currency=usdt)
     by_hand.status = Payment.PaymentStatus.COMPLETED
@@ -121,6 +123,7 @@ def test_payments_made_through_the_orm_are_registered_and_settled(sandbox, usdt,
 
     provider_id = wait_until(registered, timeout=30, what="registration", logs=procs)
     assert pending.pay_address
+    assert pending.provider_error == ""
     sandbox.control.complete(provider_id)
     wait_until(lambda: deposits_of(pending), timeout=30, what="the ORM deposit", logs=procs)
     assert UserBalance.objects.get(user=user).balance_usd == Decimal("18.00")

@@ -1,14 +1,10 @@
-"""Creating deposits: at NowPayments first, then stored; and registering ORM-made ones."""
+"""Creating deposits: at NowPayments first, then stored (ORM-made ones: ``register``)."""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import timedelta
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,17 +17,12 @@ from payments.errors import (
 )
 from payments.models import Currency, Payment
 from payments.models.common import generate_public_id
-from payments.models.payment import PaymentStatus
 from payments.money import CENT, is_cents
-from payments.services.deposits.moves import payment_move
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
+from payments.services.providers.nowpayments.provider import NowPaymentsProvider
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
-
-# A registration that started this long ago without an answer may be tried again.
-REGISTER_RETRY_AFTER = timedelta(minutes=5)
-
 
 _MIN_AMOUNT_CODES = {"AMOUNT_MINIMAL_ERROR"}
 
@@ -51,9 +42,9 @@ def payment_create(
     """
     refuse_inside_transaction()
     currency = _available_currency(currency_code)
-    _check_amount(amount_usd, currency)
+    check_amount(amount_usd, currency)
     internal_id = generate_public_id("PAY")
-    report = _create_at_provider(
+    report = create_at_provider(
         internal_id=internal_id,
         amount_usd=amount_usd,
         currency=currency,
@@ -69,7 +60,7 @@ def payment_create(
         description=description,
         provider_requested_at=now,
     )
-    _copy_creation(payment, report, now)
+    copy_creation(payment, report, now)
     payment.save(force_insert=True)
     logger.info(
         "payment created id=%s provider_id=%s user=%s",
@@ -80,68 +71,6 @@ def payment_create(
     return payment
 
 
-def payment_register(*, payment_id: uuid.UUID) -> Payment:
-    """Create at NowPayments a payment that exists only locally (made through the ORM).
-
-    A claim on ``provider_requested_at`` keeps two workers from creating it twice.
-    """
-    refuse_inside_transaction()
-    now = timezone.now()
-    claimed = (
-        Payment._base_manager.filter(
-            pk=payment_id, provider_payment_id__isnull=True, status=PaymentStatus.PENDING
-        )
-        .filter(
-            Q(provider_requested_at__isnull=True)
-            | Q(provider_requested_at__lt=now - REGISTER_RETRY_AFTER)
-        )
-        .update(provider_requested_at=now)
-    )
-    payment = Payment.objects.select_related("currency").get(pk=payment_id)
-    if not claimed:
-        return payment
-    try:
-        _check_amount(payment.amount_usd, payment.currency)
-        report = _create_at_provider(
-            internal_id=payment.internal_payment_id,
-            amount_usd=payment.amount_usd,
-            currency=payment.currency,
-            description=payment.description,
-        )
-    except (AmountBelowMinimum, CurrencyUnavailable, ProviderRejected) as exc:
-        # NowPayments will never accept it as it stands: fail it visibly.
-        with transaction.atomic():
-            payment = Payment._base_manager.select_for_update().get(pk=payment_id)
-            if payment.status == PaymentStatus.PENDING and not payment.provider_payment_id:
-                payment = payment_move(
-                    payment_id=payment_id,
-                    status=PaymentStatus.FAILED,
-                    reason=f"{exc.code}: {exc.message}",
-                )
-        logger.warning("payment id=%s could not be registered: %s", payment_id, exc.code)
-        return payment
-    with transaction.atomic():
-        payment = Payment._base_manager.select_for_update().get(pk=payment_id)
-        if payment.provider_payment_id is None:
-            _copy_creation(payment, report, timezone.now())
-            Payment._base_manager.filter(pk=payment_id).update(
-                **{name: getattr(payment, name) for name in _CREATION_FIELDS}
-            )
-    logger.info("payment registered id=%s provider_id=%s", payment.pk, payment.provider_payment_id)
-    return payment
-
-
-def payments_awaiting_registration(*, limit: int = 500) -> list[uuid.UUID]:
-    """Pending payments with no provider id whose registration is not under way."""
-    cutoff = timezone.now() - REGISTER_RETRY_AFTER
-    return list(
-        Payment.objects.filter(status=PaymentStatus.PENDING, provider_payment_id__isnull=True)
-        .filter(Q(provider_requested_at__isnull=True) | Q(provider_requested_at__lt=cutoff))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
 def _available_currency(code: str) -> Currency:
     currency = Currency.objects.available().filter(code=(code or "").strip().upper()).first()
     if currency is None:
@@ -149,14 +78,17 @@ def _available_currency(code: str) -> Currency:
     return currency
 
 
-def _check_amount(amount_usd: Decimal, currency: Currency) -> None:
+def check_amount(
+    amount_usd: Decimal, currency: Currency, *, provider: NowPaymentsProvider | None = None
+) -> None:
+    """Refuse an amount that is not whole cents or below our or NowPayments' minimum."""
     if not isinstance(amount_usd, Decimal) or not is_cents(amount_usd) or amount_usd <= 0:
         raise InvalidAmount("amount_usd must be a positive Decimal amount in whole cents.")
     if amount_usd < currency.min_amount_usd:
         raise AmountBelowMinimum(
             f"The minimum deposit in {currency.display_name} is {currency.min_amount_usd} USD."
         )
-    minimum = get_provider().get_min_amount(
+    minimum = (provider or get_provider()).get_min_amount(
         currency_from=currency.provider_code, fiat_equivalent="usd"
     )
     if minimum.fiat_equivalent is not None and amount_usd < minimum.fiat_equivalent:
@@ -166,16 +98,18 @@ def _check_amount(amount_usd: Decimal, currency: Currency) -> None:
         )
 
 
-def _create_at_provider(
+def create_at_provider(
     *,
     internal_id: str,
     amount_usd: Decimal,
     currency: Currency,
     description: str,
     case: str | None = None,
+    provider: NowPaymentsProvider | None = None,
 ) -> ProviderPayment:
+    """``POST /payment`` for this order; NowPayments' minimum-amount refusal is ours."""
     try:
-        return get_provider().create_payment(
+        return (provider or get_provider()).create_payment(
             price_amount=amount_usd,
             price_currency="usd",
             pay_currency=currency.provider_code,
@@ -199,7 +133,8 @@ def _ipn_callback_url() -> str | None:
     return base + reverse("payments:nowpayments-ipn")
 
 
-_CREATION_FIELDS = (
+# What a creation at NowPayments sets on a payment.
+CREATION_FIELDS = (
     "provider_payment_id",
     "pay_address",
     "pay_extra_id",
@@ -212,7 +147,7 @@ _CREATION_FIELDS = (
 )
 
 
-def _copy_creation(payment: Payment, report: ProviderPayment, now: object) -> None:
+def copy_creation(payment: Payment, report: ProviderPayment, now: object) -> None:
     payment.provider_payment_id = report.payment_id
     payment.pay_address = report.pay_address or ""
     payment.pay_extra_id = report.payin_extra_id or ""

@@ -69,6 +69,7 @@ def payment_save_instance(payment: Payment, *, previous_status: str | None) -> P
                 f"Payment {stored.internal_payment_id} was moved to {stored.status} by someone "
                 "else; reload it and try again."
             )
+        _keep_provider_facts(payment, stored)
         verdict = None
         if new_status == PaymentStatus.COMPLETED and stored.status != PaymentStatus.COMPLETED:
             verdict = _judge_orm_completion(stored, payment)
@@ -83,6 +84,11 @@ def payment_save_instance(payment: Payment, *, previous_status: str | None) -> P
         if moved_at is not None and new_status == PaymentStatus.COMPLETED:
             payment.completed_at = moved_at  # the seed sets completed_at itself
         _write(payment, _EDITABLE_FIELDS)
+        into_review = new_status == PaymentStatus.REVIEW and stored.status != new_status
+        if verdict is None and into_review:
+            # Put into review through the ORM: before an operator (and the host told), as
+            # every other way into review.
+            verdict = Verdict(PaymentStatus.REVIEW, review_reason=payment.review_reason)
         consequences([(payment, verdict)])
     return payment
 
@@ -127,6 +133,29 @@ _EDITABLE_FIELDS = [
     for f in Payment._meta.concrete_fields
     if not f.primary_key and f.attname not in FROZEN_FIELDS and f.attname != "created_at"
 ]
+
+
+# What NowPayments told us (registration, progress): a copy of the payment loaded before it
+# arrived must not blank it when it is saved; a value the caller sets is kept.
+_PROVIDER_FACTS = (
+    "provider_payment_id",
+    "pay_address",
+    "pay_extra_id",
+    "pay_amount",
+    "expires_at",
+    "transaction_hash",
+    "actual_amount",
+    "actual_amount_usd",
+    "provider_data",
+    "provider_checked_at",
+    "provider_requested_at",
+)
+
+
+def _keep_provider_facts(payment: Payment, stored: Payment) -> None:
+    for name in _PROVIDER_FACTS:
+        if getattr(payment, name) in (None, "", {}) and getattr(stored, name) not in (None, "", {}):
+            setattr(payment, name, getattr(stored, name))
 
 
 def _write(payment: Payment, fields: list[str]) -> None:

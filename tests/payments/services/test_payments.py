@@ -17,7 +17,7 @@ from payments.models import Payment, Transaction, UserBalance
 from payments.models.event import EventOutcome
 from payments.services import deposits as service
 from payments.services.providers.nowpayments.gateway import get_provider
-from tests.factories import PaymentFactory, UserFactory
+from tests.factories import PaymentFactory, UserFactory, unregistered_payment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -197,7 +197,7 @@ def test_payment_settle_credits_only_completed_payments(sandbox, usdt):
 
 
 def test_register_an_orm_payment_once(sandbox, usdt):
-    payment = PaymentFactory(currency=usdt, amount_usd=Decimal("30.00"))
+    payment = unregistered_payment(currency=usdt, amount_usd=Decimal("30.00"))
     registered = service.payment_register(payment_id=payment.pk)
     assert registered.provider_payment_id
     assert registered.pay_address
@@ -207,7 +207,7 @@ def test_register_an_orm_payment_once(sandbox, usdt):
 
 
 def test_register_below_the_provider_minimum_fails_the_payment(sandbox, btc):
-    payment = PaymentFactory(currency=btc, amount_usd=Decimal("2.00"))
+    payment = unregistered_payment(currency=btc, amount_usd=Decimal("2.00"))
     result = service.payment_register(payment_id=payment.pk)
     assert result.status == "failed"
     assert result.provider_error.startswith("amount_below_minimum")
@@ -215,7 +215,7 @@ def test_register_below_the_provider_minimum_fails_the_payment(sandbox, btc):
 
 
 def test_register_during_an_outage_waits_for_the_retry_window(sandbox, usdt):
-    payment = PaymentFactory(currency=usdt)
+    payment = unregistered_payment(currency=usdt)
     sandbox.control.set_fault("http_500", count=1, path="/v1/payment")
     with pytest.raises(ProviderUnavailable):
         service.payment_register(payment_id=payment.pk)

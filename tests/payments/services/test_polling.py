@@ -12,7 +12,7 @@ from django.utils import timezone
 from payments.models import Payment, Transaction
 from payments.services import deposits as service
 from payments.services.deposits import payments_expire, payments_poll
-from tests.factories import PaymentFactory, UserFactory
+from tests.factories import UserFactory, unregistered_payment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,7 +101,7 @@ def test_unregistered_payments_expire_after_a_day(sandbox, usdt):
     # created_at is fixed once stored (the database refuses to rewrite it): make it old.
     two_days_ago = timezone.now() - timedelta(days=2)
     with mock.patch("django.utils.timezone.now", return_value=two_days_ago):
-        payment = PaymentFactory(currency=usdt)
+        payment = unregistered_payment(currency=usdt)
     assert payments_expire()["expired"] == 1
     assert Payment.objects.get(pk=payment.pk).status == "expired"
 
