@@ -4,8 +4,8 @@
   changes nothing;
 - approver: a viewer who approves and rejects withdrawals;
 - operator: a viewer who requests manual credits and debits, resolves payments in review
-  (a credit waits for a supervisor; a rejection applies at once), reprocesses provider events
-  and edits currencies;
+  (a credit waits for a supervisor; a rejection applies at once), reprocesses provider events,
+  edits currencies and the host application's webhook endpoints, and redelivers webhooks;
 - supervisor: a viewer who gives the second approval of manual money, of crediting a payment
   in review (what was received or the price in full) and of forced withdrawal overrides.
 
@@ -38,6 +38,10 @@ _VIEWED = (
     "receivable",
     "manualadjustment",
     "notification",
+    "webhookendpoint",
+    "webhookevent",
+    "webhookdelivery",
+    "webhookattempt",
 )
 VIEW = tuple(f"view_{model}" for model in _VIEWED)
 ROLES: dict[str, tuple[str, ...]] = {
@@ -53,6 +57,9 @@ ROLES: dict[str, tuple[str, ...]] = {
         "change_ledgerdrift",
         "add_manualadjustment",
         "request_manualadjustment",
+        "add_webhookendpoint",
+        "change_webhookendpoint",
+        "change_webhookdelivery",
     ),
     "supervisor": (
         *VIEW,

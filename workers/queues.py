@@ -1,8 +1,8 @@
 """Which queue each task runs on: named here once, read by the Celery app and the schedules.
 
 provider: calls to NowPayments for deposits; settlement: ledger writes; payouts: sending and
-following withdrawals; default: reconciliation and operator e-mails. Each queue can have workers
-of its own.
+following withdrawals; default: reconciliation, operator e-mails and webhooks to the host
+application. Each queue can have workers of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ TASK_QUEUES: dict[str, str] = {
     "workers.provider_reconcile": DEFAULT,
     "workers.notifications_sweep": DEFAULT,
     "workers.notification_send": DEFAULT,
+    "workers.webhooks_dispatch": DEFAULT,
+    "workers.webhook_send": DEFAULT,
+    "workers.idempotency_expire": DEFAULT,
 }
 
 

@@ -36,6 +36,8 @@ DEFAULT_SCHEDULES = (
     Schedule("Reconcile the ledger", "workers.ledger_reconcile", 3600),
     Schedule("Reconcile with NowPayments", "workers.provider_reconcile", 900),
     Schedule("E-mail the operators", "workers.notifications_sweep", 60),
+    Schedule("Send webhooks to the host application", "workers.webhooks_dispatch", 5),
+    Schedule("Forget expired idempotency keys", "workers.idempotency_expire", 3600),
 )
 
 

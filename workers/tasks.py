@@ -1,9 +1,9 @@
 """Celery tasks: each takes ids, calls one payments service, retries only when NowPayments is down.
 
 Queues: ``provider`` (calls to NowPayments for deposits), ``settlement`` (ledger writes),
-``payouts`` (sending and following withdrawals), ``default`` (reconciliation). Periodic tasks
-run under a lease, so a task never overlaps itself and two beat processes cause one run per
-tick.
+``payouts`` (sending and following withdrawals), ``default`` (reconciliation, e-mails, webhooks
+to the host application). Periodic tasks run under a lease, so a task never overlaps itself
+and two beat processes cause one run per tick.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from payments.errors import ProviderUnavailable
 from payments.services import (
     currencies,
     deposits,
+    host_webhooks,
+    idempotency,
     notifications,
     reconcile,
     reconcile_provider,
@@ -138,6 +140,16 @@ def withdrawals_payout_sweep_task() -> dict[str, Any]:
 # --- housekeeping --------------------------------------------------------------------------
 
 
+@shared_task(name="workers.idempotency_expire")
+def idempotency_expire_task() -> dict[str, Any]:
+    """Forget the API's Idempotency-Key records older than PAYMENTS_IDEMPOTENCY_TTL_HOURS."""
+
+    def job() -> dict[str, Any]:
+        return {"deleted": idempotency.idempotency_keys_expire()}
+
+    return _periodic("workers.idempotency_expire", job, max_runtime=300)
+
+
 @shared_task(name="workers.currencies_sync", **PROVIDER_RETRY)
 def currencies_sync_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
@@ -188,3 +200,33 @@ def notification_send_task(*, notification_id: int) -> str:
     """E-mail one notification once; SMTP and network errors are retried with backoff (the
     sweep sends a row still unsent again later)."""
     return notifications.notification_send(notification_id=notification_id).value
+
+
+# --- webhooks to the host application ------------------------------------------------------
+
+WEBHOOK_DISPATCH_BATCH = 500
+# A send task not started within this long is dropped (the next dispatch sends the delivery
+# again), so a backed-up queue never piles up copies of the same delivery.
+WEBHOOK_SEND_EXPIRES = 60
+
+
+@shared_task(name="workers.webhooks_dispatch")
+def webhooks_dispatch_task() -> dict[str, Any]:
+    """Send every due delivery by its own task: new ones, retries whose backoff is over, and
+    those a dead sender held (its claim expired), so no event is lost when a worker dies."""
+
+    def job() -> dict[str, Any]:
+        ids = host_webhooks.webhook_deliveries_due(limit=WEBHOOK_DISPATCH_BATCH)
+        for delivery_id in ids:
+            webhook_send_task.apply_async(
+                kwargs={"delivery_id": delivery_id}, expires=WEBHOOK_SEND_EXPIRES
+            )
+        return {"enqueued": len(ids)}
+
+    return _periodic("workers.webhooks_dispatch", job, max_runtime=60)
+
+
+@shared_task(name="workers.webhook_send")
+def webhook_send_task(*, delivery_id: int) -> str:
+    """POST one delivery once (never retried here: its backoff lives in the row)."""
+    return host_webhooks.webhook_delivery_send(delivery_id=delivery_id).value

@@ -3,18 +3,29 @@
 from django.conf import settings
 from django.contrib import admin
 
-from payments.admin import currencies, dashboard, deposits, ledger, manual, operations, withdrawals
+from payments.admin import (
+    api_keys,
+    currencies,
+    dashboard,
+    deposits,
+    ledger,
+    manual,
+    operations,
+    webhooks,
+    withdrawals,
+)
 
-# "View site" leads to the user pages, which do not exist yet: hidden until PAYMENTS_SITE_URL
-# says where they are.
+# "View site" leads to the user pages (PAYMENTS_SITE_URL, "/" by default; empty hides it).
 admin.site.site_url = getattr(settings, "PAYMENTS_SITE_URL", "") or None
 
 __all__ = [
+    "api_keys",
     "currencies",
     "dashboard",
     "deposits",
     "ledger",
     "manual",
     "operations",
+    "webhooks",
     "withdrawals",
 ]

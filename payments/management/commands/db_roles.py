@@ -48,7 +48,7 @@ MONEY_TABLES = frozenset(
         "payments_currency",
     }
 )
-DELETE_ALLOWED = frozenset({"payments_periodicrun"})
+DELETE_ALLOWED = frozenset({"payments_periodicrun", "payments_idempotencyrecord"})
 READ_ONLY_TABLES = frozenset({"django_migrations"})
 # The table that proves the schema is migrated, and whose owner is "the owner".
 ANCHOR_TABLE = "payments_transaction"

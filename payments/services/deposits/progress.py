@@ -19,12 +19,14 @@ from payments.models import Payment, Transaction
 from payments.models.event import EventOutcome
 from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus, can_move
+from payments.models.webhook import WebhookEventType
 from payments.money import CENT
 from payments.services.deposits.policy import Verdict, judge_report
 from payments.services.deposits.reverse import collect_locked, reverse_locked
 from payments.services.deposits.settle import settle_locked
 from payments.services.deposits.statuses import our_status
 from payments.services.findings import finding_record
+from payments.services.host_webhooks import webhook_payments_record
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -162,6 +164,15 @@ def consequences(
     reverse_locked(payments)
     if deposits:
         collect_locked({t.user_id for t in deposits})
+    # Every move into review, whoever made it (a report, our own move, the ORM), passes here.
+    webhook_payments_record(
+        event_type=WebhookEventType.PAYMENT_IN_REVIEW,
+        extras={
+            payment.pk: {"reason": verdict.review_reason or payment.review_reason}
+            for payment, verdict in moved
+            if verdict is not None and verdict.status == PaymentStatus.REVIEW
+        },
+    )
     for payment, verdict in moved:
         if verdict is None:
             continue

@@ -14,7 +14,9 @@ from payments.models import Payment, Receivable, Transaction
 from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
+from payments.models.webhook import WebhookEventType
 from payments.services.findings import finding_record
+from payments.services.host_webhooks import webhook_payments_record
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +91,16 @@ def _reverse_one(payment: Payment, credited: Decimal) -> Transaction | None:
         expected=f"{credited} USD credited",
         actual=f"{take} USD reversed, {owed} USD owed",
         detail=detail + ".",
+    )
+    webhook_payments_record(
+        event_type=WebhookEventType.PAYMENT_REVERSED,
+        extras={
+            payment.pk: {
+                "credited_usd": str(credited),
+                "reversed_usd": str(take),
+                "owed_usd": str(owed),
+            }
+        },
     )
     logger.warning(
         "payment id=%s refunded after credit: reversed %s, owed %s", payment.pk, take, owed

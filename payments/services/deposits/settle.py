@@ -14,6 +14,8 @@ from payments.errors import PaymentsError
 from payments.models import Payment, Transaction
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
+from payments.models.webhook import WebhookEventType
+from payments.services.host_webhooks import webhook_payments_record
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +90,20 @@ def settle_locked(payments: Sequence[Payment], *, only_new: bool = False) -> lis
         )
     }
     fresh = ledger.post_many([deposit_posting(p) for p in completed if p.pk not in credited])
+    # The host hears of each new credit from the outbox, in this same transaction.
+    webhook_payments_record(
+        event_type=WebhookEventType.PAYMENT_CREDITED,
+        extras={t.payment_id: _credited(t) for t in fresh if t.payment_id is not None},
+    )
     if only_new:
         return fresh
     posted = {t.payment_id: t for t in fresh}
     return [credited.get(p.pk) or posted[p.pk] for p in completed]
+
+
+def _credited(deposit: Transaction) -> dict[str, str | int]:
+    """What a payment.credited event adds to the payment's fields: the deposit posting."""
+    return {"credited_usd": str(deposit.amount_usd), "transaction_id": deposit.pk}
 
 
 # Everything deposit_posting reads: a field left out is loaded again for every payment.

@@ -34,6 +34,7 @@ from payments.models.withdrawal import (
 )
 from payments.money import is_cents
 from payments.services.deposits.reverse import collect_locked
+from payments.services.host_webhooks import webhook_withdrawal_record
 from payments.services.withdrawals.fees import (
     withdrawal_extra_id_check,
     withdrawal_fees,
@@ -362,6 +363,8 @@ def _apply(
         # Money back on the balance pays what a refunded deposit left owed first.
         collect_locked([withdrawal.user_id])
     if new != previous:
+        # approved, completed, failed, rejected: the host hears of it from the outbox.
+        webhook_withdrawal_record(withdrawal_id=withdrawal.pk, status=new)
         logger.info("withdrawal id=%s %s -> %s", withdrawal.pk, previous, new)
 
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from payments import ledger
 from payments.models import (
+    ApiKey,
     Currency,
     LedgerDrift,
     ManualAdjustment,
@@ -34,6 +35,9 @@ from payments.models import (
     ProviderEvent,
     Transaction,
     UserBalance,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
     WithdrawalRequest,
 )
 from payments.models.common import DecisionOutcome, generate_public_id
@@ -276,7 +280,80 @@ def build_notifications(world: World, count: int) -> None:
     )
 
 
+def build_api_keys(world: World, count: int) -> None:
+    ApiKey.objects.bulk_create(
+        [
+            ApiKey(
+                user=world.user(i),
+                name=f"key {(n := world.next())}",
+                prefix=f"{n:012x}",
+                key_hash=f"{n:064x}",
+                revoked_at=timezone.now() if i % 3 == 0 else None,
+            )
+            for i in range(count)
+        ]
+    )
+
+
+def _webhook_events(world: World, count: int) -> list[WebhookEvent]:
+    """Events as the outbox writes them, each with a delivery to one of two endpoints."""
+    endpoints = [
+        WebhookEndpoint.objects.get_or_create(
+            url=f"https://host{i}.example/hooks", secret="s" * 20
+        )[0]
+        for i in range(2)
+    ]
+    events = WebhookEvent.objects.bulk_create(
+        [
+            WebhookEvent(
+                event_type="payment.credited",
+                dedupe_key=f"payment:{(n := world.next())}:credited",
+                payload={"id": str(n), "type": "payment.credited", "data": {}},
+            )
+            for _ in range(count)
+        ]
+    )
+    WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                event=event,
+                endpoint=endpoints[i % 2],
+                status="delivered" if i % 2 else "pending",
+                attempts=i % 3,
+                last_status_code=200 if i % 2 else 500,
+            )
+            for i, event in enumerate(events)
+        ]
+    )
+    return events
+
+
+def build_webhook_events(world: World, count: int) -> None:
+    _webhook_events(world, count)
+
+
+def build_webhook_deliveries(world: World, count: int) -> None:
+    _webhook_events(world, count)
+
+
+def build_webhook_endpoints(world: World, count: int) -> None:
+    endpoints = WebhookEndpoint.objects.bulk_create(
+        [
+            WebhookEndpoint(url=f"https://shop{world.next()}.example/hooks", secret="s" * 20)
+            for _ in range(count)
+        ]
+    )
+    # Deliveries on some, so a count per row would show as a query per row.
+    event = WebhookEvent.objects.create(
+        event_type="withdrawal.completed", dedupe_key=f"withdrawal:{world.next()}:completed"
+    )
+    WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(event=event, endpoint=e) for e in endpoints[::2]]
+    )
+
+
 BUILDERS: dict[type[Model], Callable[[World, int], None]] = {
+    ApiKey: build_api_keys,
     Payment: build_payments,
     WithdrawalRequest: build_withdrawals,
     Transaction: build_transactions,
@@ -287,6 +364,9 @@ BUILDERS: dict[type[Model], Callable[[World, int], None]] = {
     LedgerDrift: build_drifts,
     ManualAdjustment: build_manual,
     Notification: build_notifications,
+    WebhookEndpoint: build_webhook_endpoints,
+    WebhookEvent: build_webhook_events,
+    WebhookDelivery: build_webhook_deliveries,
 }
 
 PAYMENTS_ADMINS = sorted(
