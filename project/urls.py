@@ -1,9 +1,9 @@
-"""URL routes: the admin, the payments app (user API and NowPayments IPN webhook)."""
+"""URL routes: the user pages at the root, the admin, the payments app (user API and
+NowPayments IPN webhook)."""
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 
 def no_favicon(request: HttpRequest) -> HttpResponse:
@@ -11,10 +11,10 @@ def no_favicon(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [
-    # No user pages yet: the root leads to the admin (not to a 404), and browsers asking for a
-    # favicon get an empty answer instead of a "Not Found" warning per page.
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    # Browsers asking for a favicon get an empty answer instead of a "Not Found" warning per page.
     path("favicon.ico", no_favicon),
     path("admin/", admin.site.urls),
     path("payments/", include("payments.urls")),
+    # The end users' pages (sign in, account, deposits, withdrawals), without a namespace.
+    path("", include("payments.pages.urls")),
 ]

@@ -400,10 +400,12 @@ def test_make_run_serves_a_settling_deposit_and_ctrl_c_stops_everything(system: 
     stored = json.loads((system.tree / "var" / "demo-credentials.json").read_text())
     assert stored["admin"] == {"username": admin.group(1), "password": admin.group(2)}
 
-    # The root leads to the admin; static files are served but not access-logged.
+    # The root is the user pages, behind their sign-in (demo_setup says where they are);
+    # static files are served but not access-logged.
+    assert "User pages" in log
     root = system.http.get(system.url("PORT", "/"), allow_redirects=False, timeout=10)
     assert root.status_code == 302
-    assert root.headers["Location"] == "/admin/"
+    assert root.headers["Location"] == "/login/?next=/"
     css = system.http.get(system.url("PORT", "/static/admin/css/base.css"), timeout=10)
     assert css.status_code == 200
     missing = system.http.get(system.url("PORT", "/static/admin/css/none.css"), timeout=10)

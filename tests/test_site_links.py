@@ -1,4 +1,5 @@
-"""Links that lead somewhere: "/" goes to the admin, and "View site" only where user pages exist."""
+"""Links that lead somewhere: "/" is the user pages (sign in first), the admin's "View site"
+leads there, and the favicon is no warning."""
 
 from __future__ import annotations
 
@@ -14,28 +15,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.django_db
-def test_the_root_leads_to_the_admin_and_the_favicon_is_no_warning(
+def test_the_root_is_the_account_page_behind_the_sign_in_and_the_favicon_is_no_warning(
     client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = client.get("/")
     assert root.status_code == 302
-    assert root["Location"] == "/admin/"
+    assert root["Location"] == "/login/?next=/"
+    assert client.get(root["Location"]).status_code == 200
     with caplog.at_level("WARNING", logger="django.request"):
         assert client.get("/favicon.ico").status_code == 204
     assert caplog.records == []
 
 
 @pytest.mark.django_db
-def test_the_admin_has_no_view_site_link_until_the_user_pages_exist(admin_client: Any) -> None:
+def test_the_admins_view_site_link_leads_to_the_user_pages(admin_client: Any) -> None:
     from django.contrib import admin
 
-    assert admin.site.site_url is None
+    assert admin.site.site_url == "/"
     page = admin_client.get("/admin/")
     assert page.status_code == 200
-    assert "View site" not in page.content.decode()
+    assert '<a href="/">View site</a>' in page.content.decode()
+    assert admin_client.get("/").status_code == 200
 
 
-def test_payments_site_url_brings_the_link_back() -> None:
+def test_payments_site_url_moves_or_hides_the_link() -> None:
     show = "from django.contrib import admin; print(repr(admin.site.site_url))"
 
     def site_url(**extra: str) -> str:
@@ -52,5 +55,6 @@ def test_payments_site_url_brings_the_link_back() -> None:
         )
         return result.stdout.strip().splitlines()[-1]
 
-    assert site_url() == "None"
+    assert site_url() == "'/'"
     assert site_url(PAYMENTS_SITE_URL="https://pay.example.com/") == "'https://pay.example.com/'"
+    assert site_url(PAYMENTS_SITE_URL="") == "None"

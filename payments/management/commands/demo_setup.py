@@ -181,6 +181,7 @@ class Command(BaseCommand):
         lines = [
             "",
             "Demo ready:",
+            f"  User pages       {web}/login/   (sign in as the demo user)",
             f"  Admin            {web}/admin/",
             f"    superuser      {admin['username']} / {admin['password']}",
             f"    demo user      {demo['username']} / {demo['password']}",

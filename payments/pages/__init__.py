@@ -1,0 +1,1 @@
+"""The end users' pages: sign in, balance and history, deposits and withdrawals."""

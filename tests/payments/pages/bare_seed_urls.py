@@ -1,0 +1,12 @@
+"""A host project's URLconf: the seed's two views and the payments app (its QR endpoint), none
+of the user pages' names."""
+
+from django.urls import include, path
+
+from tests.payments.pages import seed_views
+
+urlpatterns = [
+    path("deposit/", seed_views.create_deposit, name="create_deposit"),
+    path("deposit/<uuid:payment_id>/", seed_views.payment_detail, name="payment_detail"),
+    path("payments/", include("payments.urls")),
+]
