@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.core.management import call_command
 
-from tests.workers.processes import Processes, free_port, process_env, start_web
+from tests.workers.processes import (
+    Processes,
+    flush_broker,
+    free_port,
+    process_env,
+    set_intervals,
+    start_web,
+)
 
 if TYPE_CHECKING:
     from tests.browser.console import Console
@@ -101,26 +108,61 @@ def live_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[Non
             call_command("flush", interactive=False, verbosity=0)
 
 
+def web_env(sandbox_server: Any, static_root: Path, **extra: str) -> dict[str, str]:
+    """The environment of the web process (and of any worker beside it), outside debug."""
+    return process_env(
+        sandbox_server,
+        DJANGO_DEBUG="0",
+        DJANGO_SECURE="0",  # plain http on 127.0.0.1: no secure-only cookies
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
+        DJANGO_STATIC_ROOT=str(static_root),
+        **extra,
+    )
+
+
 @pytest.fixture(scope="module")
 def web(
     browser_available: None, live_database: None, sandbox_server: Any, static_root: Path
 ) -> Iterator[Web]:
     """gunicorn serving the admin on a free port, as the application role."""
-    procs = Processes(
-        process_env(
-            sandbox_server,
-            DJANGO_DEBUG="0",
-            DJANGO_SECURE="0",  # plain http on 127.0.0.1: no secure-only cookies
-            DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
-            DJANGO_STATIC_ROOT=str(static_root),
-        )
-    )
+    procs = Processes(web_env(sandbox_server, static_root))
     try:
         port = free_port()
         start_web(procs, port)
         yield Web(base_url=f"http://127.0.0.1:{port}", procs=procs)
     finally:
         procs.stop_all()
+
+
+# Beat's intervals while ``web_and_workers`` runs: a paid deposit is seen within a second or two.
+FAST_SCHEDULES = {
+    "workers.payments_register_sweep": 1,
+    "workers.payments_poll": 1,
+    "workers.payments_settle_sweep": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def web_and_workers(
+    browser_available: None, live_database: None, sandbox_server: Any, static_root: Path
+) -> Iterator[Web]:
+    """The web process as ``web`` gives it, plus a Celery worker and beat on this run's Redis
+    database, as in production: the sandbox's IPNs go to the web process (its public base URL)
+    and beat polls NowPayments every second. A module that needs them overrides ``web`` with
+    this fixture."""
+    flush_broker()
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    procs = Processes(web_env(sandbox_server, static_root, PAYMENTS_PUBLIC_BASE_URL=base_url))
+    try:
+        set_intervals(FAST_SCHEDULES)
+        start_web(procs, port)
+        procs.worker()
+        procs.beat()
+        yield Web(base_url=base_url, procs=procs)
+    finally:
+        procs.stop_all()
+        flush_broker()
 
 
 @pytest.fixture(scope="module")
