@@ -3,7 +3,7 @@ of the user pages' names."""
 
 from django.urls import include, path
 
-from tests.payments.pages import seed_views
+from tests.host_project.hostsite import views as seed_views
 
 urlpatterns = [
     path("deposit/", seed_views.create_deposit, name="create_deposit"),

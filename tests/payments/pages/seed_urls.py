@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from tests.payments.pages import seed_views
+from tests.host_project.hostsite import views as seed_views
 
 urlpatterns = [
     path("deposit/", seed_views.create_deposit, name="create_deposit"),

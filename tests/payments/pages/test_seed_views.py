@@ -1,5 +1,5 @@
 """The seed's ``create_deposit`` and ``payment_detail`` views, as the seed writes them
-(tests/payments/pages/seed_views.py), render our templates: with the user pages mounted beside
+(tests/host_project/hostsite/views.py), render our templates: with the user pages mounted beside
 them, and in a host project that mounts nothing but them."""
 
 from __future__ import annotations
