@@ -207,26 +207,24 @@ _ADDRESS_SUFFIXES = ("trc20", "erc20", "bep20", "bsc", "matic", "polygon", "sol"
 
 
 def _address_explorer(currency: Currency) -> str | None:
-    network = (currency.network or "").lower()
-    if network in _ADDRESS_EXPLORERS:
-        return _ADDRESS_EXPLORERS[network]
-    code = currency.code.lower()
-    if code in _ADDRESS_EXPLORERS:
-        return _ADDRESS_EXPLORERS[code]
-    for suffix in _ADDRESS_SUFFIXES:
-        if code.endswith(suffix):
-            return _ADDRESS_EXPLORERS[suffix]
-    return None
+    return _explorer_for(currency, _ADDRESS_EXPLORERS, _ADDRESS_SUFFIXES)
 
 
 def _fallback_explorer(currency: Currency) -> str | None:
+    return _explorer_for(currency, _EXPLORERS, _TICKER_SUFFIXES)
+
+
+def _explorer_for(
+    currency: Currency, table: dict[str, str], suffixes: tuple[str, ...]
+) -> str | None:
+    """The table's template for the currency: by network, then by code, then by code suffix."""
     network = (currency.network or "").lower()
-    if network in _EXPLORERS:
-        return _EXPLORERS[network]
+    if network in table:
+        return table[network]
     code = currency.code.lower()
-    if code in _EXPLORERS:
-        return _EXPLORERS[code]
-    for suffix in _TICKER_SUFFIXES:
+    if code in table:
+        return table[code]
+    for suffix in suffixes:
         if code.endswith(suffix):
-            return _EXPLORERS[suffix]
+            return table[suffix]
     return None
