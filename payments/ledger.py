@@ -2,8 +2,9 @@
 
 Every posting runs in one database transaction that locks the user's balance row
 (``SELECT ... FOR UPDATE``), so postings of one user are serialised while other users proceed
-in parallel. The posting and the balance cache are written together or not at all; PostgreSQL
-triggers (migration 0002) re-check the chain and the cache at commit, whatever the client.
+in parallel. The postings and the balance cache are written together or not at all: on
+PostgreSQL by ONE statement (``payments.ledger_pg``), which migration 0018's triggers check at
+its end (chain, links, balance = last posting), whatever the client.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from payments.bulk import update_rows
+from payments import ledger_pg as pg
 from payments.errors import ChainBroken, IdempotencyConflict, InsufficientFunds, InvalidAmount
 from payments.models import Transaction, UserBalance
 from payments.models.transaction import CREDIT_TYPES, DEBIT_TYPES, TransactionType
@@ -27,6 +28,7 @@ from payments.money import is_cents
 logger = logging.getLogger(__name__)
 
 MAX_AMOUNT = Decimal("1000000000000")  # fits the ledger's 14 digits with room for the sum
+ZERO = Decimal("0.00")
 
 
 def post(
@@ -59,7 +61,7 @@ def post(
         withdrawal_request_id=withdrawal_request_id,
     )
     expected = {} if expected_balance_after is None else {idempotency_key: expected_balance_after}
-    return _post([posting], expected_after=expected)[0]
+    return _post([posting], expected_after=expected).rows[0]
 
 
 @dataclass(frozen=True)
@@ -76,26 +78,44 @@ class Posting:
     withdrawal_request_id: uuid.UUID | None = None
 
 
+@dataclass(frozen=True)
+class Posted:
+    """What ``post_batch`` did: ``rows`` (one per posting, stored before or written now, in
+    order) and ``fresh`` (those written now)."""
+
+    rows: list[Transaction]
+    fresh: list[Transaction]
+
+
 def post_many(postings: Sequence[Posting]) -> list[Transaction]:
     """Append many postings in one database transaction, all or nothing.
 
-    Each user's balance row is locked once (in user id order), the new rows go in with one
-    INSERT and the balances change with one UPDATE, so a batch costs a handful of statements
-    whatever its size. Replays return the stored rows as ``post`` does; a conflicting replay or
-    an overdraft anywhere raises and writes nothing.
+    Each user's balance row is locked once (in user id order), and the new rows and the
+    balances are written by one statement, so a batch costs a handful of statements whatever
+    its size. Replays return the stored rows as ``post`` does; a conflicting replay or an
+    overdraft anywhere raises and writes nothing.
     """
+    return _post(postings, expected_after={}).rows
+
+
+def post_batch(postings: Sequence[Posting]) -> Posted:
+    """``post_many``, also saying which postings were written now (not replays)."""
     return _post(postings, expected_after={})
 
 
 def lock_balances(user_ids: set[int]) -> None:
     """Lock these users' balance rows in user order, until the transaction ends."""
-    if user_ids:
-        list(
-            UserBalance._base_manager.select_for_update()
-            .filter(user_id__in=user_ids)
-            .order_by("user_id")
-            .values_list("user_id", flat=True)
-        )
+    if not user_ids:
+        return
+    if connection.vendor == "postgresql":
+        pg.run(pg.LOCK_BALANCES, [sorted(user_ids)])
+        return
+    list(
+        UserBalance._base_manager.select_for_update()
+        .filter(user_id__in=user_ids)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
 
 
 def balance_locked(user_id: int) -> Decimal:
@@ -107,7 +127,7 @@ def balance_locked(user_id: int) -> Decimal:
         .values_list("balance_usd", flat=True)
         .first()
     )
-    return balance if balance is not None else Decimal("0.00")
+    return balance if balance is not None else ZERO
 
 
 def record(txn: Transaction) -> Transaction:
@@ -136,25 +156,33 @@ def record(txn: Transaction) -> Transaction:
     return txn
 
 
-# A posting that loses an insert race (its key, or its payment's one deposit, committed by a
+# A batch that loses an insert race (a key, or a payment's one deposit, committed by a
 # concurrent transaction of another user) is retried this often; the retry finds it stored.
 _RACE_RETRIES = 3
 
 
-def _post(postings: Sequence[Posting], *, expected_after: dict[str, Decimal]) -> list[Transaction]:
+def _post(postings: Sequence[Posting], *, expected_after: dict[str, Decimal]) -> Posted:
     """The one core of ``post`` and ``post_many``: validate, then write under the users' locks."""
-    txns = [_transaction_of(p) for p in postings]
-    for txn in txns:
-        _validate(txn)
-    keys = [txn.idempotency_key for txn in txns]
+    for p in postings:
+        _validate(p)
+    keys = [p.idempotency_key for p in postings]
     if len(set(keys)) != len(keys):
         raise IdempotencyConflict("One batch names the same idempotency key twice.")
-    if not txns:
-        return []
+    if not postings:
+        return Posted([], [])
+    if connection.vendor == "postgresql" and len(postings) == 1:
+        # No savepoint: a conflict makes the one statement write nothing, and is read after.
+        with transaction.atomic(savepoint=False):
+            posted = _post_one_pg(postings[0], expected_after)
+        _log(posted.fresh)
+        return posted
+    write = _post_many_pg if connection.vendor == "postgresql" else _post_orm
     for attempt in range(1, _RACE_RETRIES + 1):
         try:
             with transaction.atomic():
-                return _post_locked(txns, expected_after)
+                posted = write(postings, expected_after)
+            _log(posted.fresh)
+            return posted
         except IntegrityError:
             # The savepoint rolled back, so nothing of ours was written; under the users'
             # locks the next attempt sees the committed winner and replays or refuses it.
@@ -164,64 +192,7 @@ def _post(postings: Sequence[Posting], *, expected_after: dict[str, Decimal]) ->
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _transaction_of(p: Posting) -> Transaction:
-    return Transaction(
-        user_id=p.user_id,
-        transaction_type=p.kind,
-        amount_usd=p.amount_usd,
-        idempotency_key=p.idempotency_key,
-        description=p.description,
-        metadata=p.metadata,
-        payment_id=p.payment_id,
-        withdrawal_request_id=p.withdrawal_request_id,
-    )
-
-
-def _post_locked(txns: list[Transaction], expected_after: dict[str, Decimal]) -> list[Transaction]:
-    now = timezone.now()
-    credited = sorted({t.user_id for t in txns if t.amount_usd > 0})
-    UserBalance._base_manager.bulk_create(
-        [UserBalance(user_id=user_id) for user_id in credited], ignore_conflicts=True
-    )
-    balances = {
-        b.user_id: b
-        for b in UserBalance._base_manager.select_for_update()
-        .filter(user_id__in={t.user_id for t in txns})
-        .order_by("user_id")
-    }
-    # Under the users' locks: a posting of any of these keys, if any, is committed and visible.
-    stored = {
-        t.idempotency_key: t
-        for t in Transaction.objects.filter(idempotency_key__in=[t.idempotency_key for t in txns])
-    }
-    _refuse_second_deposits([t for t in txns if t.idempotency_key not in stored])
-    fresh: list[Transaction] = []
-    for txn in txns:
-        if txn.idempotency_key in stored:
-            _check_same_terms(stored[txn.idempotency_key], txn)
-            continue
-        balance = balances.get(txn.user_id)
-        current = balance.balance_usd if balance is not None else Decimal("0.00")
-        new_balance = current + txn.amount_usd
-        if balance is None or new_balance < 0:
-            raise InsufficientFunds(
-                f"Balance {current} USD does not cover a debit of {-txn.amount_usd} USD.",
-                user_id=txn.user_id,
-            )
-        expected = expected_after.get(txn.idempotency_key)
-        if expected is not None and expected != new_balance:
-            raise ChainBroken(
-                f"balance_after {expected} does not continue the ledger: "
-                f"the balance is {current} and this posting makes it {new_balance}.",
-                user_id=txn.user_id,
-            )
-        txn.sequence = balance.transaction_count + 1
-        txn.balance_after = new_balance
-        _move_balance(balance, txn, now)
-        fresh.append(txn)
-    # Rows of one user go in sequence order: the chain trigger checks each against the last.
-    Transaction._base_manager.bulk_create(fresh)
-    _save_balances([balances[user_id] for user_id in sorted({t.user_id for t in fresh})])
+def _log(fresh: list[Transaction]) -> None:
     for txn in fresh:
         logger.info(
             "ledger posting user=%s seq=%s type=%s amount=%s key=%s",
@@ -231,117 +202,299 @@ def _post_locked(txns: list[Transaction], expected_after: dict[str, Decimal]) ->
             txn.amount_usd,
             txn.idempotency_key,
         )
-    return [stored.get(t.idempotency_key, t) for t in txns]
 
 
-def _refuse_second_deposits(txns: list[Transaction]) -> None:
-    """A deposit for a payment already credited under another key is a conflict (the database
-    refuses a second one anyway; this names the cause)."""
-    payment_ids = [
-        t.payment_id
-        for t in txns
-        if t.transaction_type == TransactionType.DEPOSIT and t.payment_id is not None
+@dataclass
+class _Balance:
+    """A locked balance row as the postings of this call move it."""
+
+    balance: Decimal
+    count: int
+    deposited: Decimal
+    withdrawn: Decimal
+
+
+@dataclass(frozen=True)
+class _Planned:
+    posting: Posting
+    sequence: int
+    balance_after: Decimal
+
+
+def _plan(
+    postings: Sequence[Posting], balances: dict[int, _Balance], expected_after: dict[str, Decimal]
+) -> list[_Planned]:
+    """Place each new posting on its user's chain (in order), moving ``balances``; raise on an
+    overdraft or an ``expected_after`` off the chain."""
+    planned = []
+    for p in postings:
+        balance = balances.get(p.user_id)
+        current = balance.balance if balance is not None else ZERO
+        new_balance = current + p.amount_usd
+        if balance is None or new_balance < 0:
+            raise InsufficientFunds(
+                f"Balance {current} USD does not cover a debit of {-p.amount_usd} USD.",
+                user_id=p.user_id,
+            )
+        expected = expected_after.get(p.idempotency_key)
+        if expected is not None and expected != new_balance:
+            raise ChainBroken(
+                f"balance_after {expected} does not continue the ledger: "
+                f"the balance is {current} and this posting makes it {new_balance}.",
+                user_id=p.user_id,
+            )
+        balance.balance = new_balance
+        balance.count += 1
+        if p.kind == TransactionType.DEPOSIT:
+            balance.deposited += p.amount_usd
+        elif p.kind == TransactionType.WITHDRAWAL:
+            balance.withdrawn -= p.amount_usd
+        elif p.kind == TransactionType.REFUND and p.withdrawal_request_id:
+            balance.withdrawn = max(ZERO, balance.withdrawn - p.amount_usd)
+        planned.append(_Planned(p, balance.count, new_balance))
+    return planned
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _lock_pg(user_ids: list[int], credited: set[int]) -> dict[int, _Balance]:
+    rows = pg.run(pg.LOCK_BALANCES, [user_ids])
+    missing = sorted(credited - {row[0] for row in rows})
+    if missing:  # a first credit: its balance row starts empty
+        pg.run(pg.CREATE_BALANCES, [missing])
+        rows += pg.run(pg.LOCK_BALANCES, [missing])
+    return {u: _Balance(b, n, d, w) for u, b, n, d, w in rows}
+
+
+def _stored_pg(keys: list[str], deposit_payments: list[uuid.UUID]) -> list[Transaction]:
+    return [pg.row_transaction(row) for row in pg.run(pg.STORED, [keys, deposit_payments])]
+
+
+def _post_one_pg(p: Posting, expected_after: dict[str, Decimal]) -> Posted:
+    """Lock, then one statement that writes the posting and the balance, or nothing when the
+    key (or another unique rule) is taken: then, and only then, the stored row is read."""
+    balances = _lock_pg([p.user_id], {p.user_id} if p.amount_usd > 0 else set())
+    try:
+        planned = _plan([p], balances, expected_after)
+    except (InsufficientFunds, ChainBroken):
+        replayed = _replayed_pg(p)
+        if replayed is None:
+            raise
+        return Posted([replayed], [])
+    fresh = _write_pg(planned, balances, skip=True)
+    if fresh:
+        return Posted(fresh, fresh)
+    replayed = _replayed_pg(p)
+    if replayed is not None:
+        return Posted([replayed], [])
+    raise _conflict(p)
+
+
+def _replayed_pg(p: Posting) -> Transaction | None:
+    """The stored posting of ``p``'s key (checked to have its terms), if any."""
+    found = [
+        t for t in _stored_pg([p.idempotency_key], []) if t.idempotency_key == p.idempotency_key
     ]
-    if not payment_ids:
-        return
-    found = (
+    if not found:
+        return None
+    _check_same_terms(found[0], p)
+    return found[0]
+
+
+def _conflict(p: Posting) -> IdempotencyConflict:
+    """Why a posting whose key is free was refused: its payment or withdrawal has its one."""
+    rows = pg.run(pg.CONFLICTING, [p.kind, p.payment_id, p.withdrawal_request_id])
+    if rows:
+        subject = p.payment_id or p.withdrawal_request_id
+        if p.kind == TransactionType.DEPOSIT:
+            return IdempotencyConflict(f"Payment {subject} is already credited by {rows[0][0]}.")
+        return IdempotencyConflict(f"{subject} already has its {p.kind} ({rows[0][0]}).")
+    return IdempotencyConflict(
+        f"Posting {p.idempotency_key!r} conflicts with a concurrent posting of user {p.user_id}."
+    )
+
+
+def _post_many_pg(postings: Sequence[Posting], expected_after: dict[str, Decimal]) -> Posted:
+    users = sorted({p.user_id for p in postings})
+    credited = sorted({p.user_id for p in postings if p.amount_usd > 0})
+    if credited:  # before any lock, as every batch does: no lock-order inversion
+        pg.run(pg.CREATE_BALANCES, [credited])
+    balances = _lock_pg(users, set())
+    # Under the users' locks: a posting of any of these keys, if any, is committed and visible.
+    keys = [p.idempotency_key for p in postings]
+    deposits = [
+        p.payment_id for p in postings if p.kind == TransactionType.DEPOSIT and p.payment_id
+    ]
+    found = _stored_pg(keys, deposits)
+    stored = {t.idempotency_key: t for t in found if t.idempotency_key in set(keys)}
+    credited_by = {t.payment_id: t.idempotency_key for t in found}
+    new = []
+    for p in postings:
+        if p.idempotency_key in stored:
+            _check_same_terms(stored[p.idempotency_key], p)
+            continue
+        if p.kind == TransactionType.DEPOSIT and p.payment_id in credited_by:
+            raise IdempotencyConflict(
+                f"Payment {p.payment_id} is already credited by {credited_by[p.payment_id]}."
+            )
+        new.append(p)
+    fresh = _write_pg(_plan(new, balances, expected_after), balances, skip=False) if new else []
+    by_key = {t.idempotency_key: t for t in fresh}
+    return Posted([stored.get(k) or by_key[k] for k in keys], fresh)
+
+
+def _write_pg(
+    planned: list[_Planned], balances: dict[int, _Balance], *, skip: bool
+) -> list[Transaction]:
+    """The one statement: the postings and their users' balances (nothing with ``skip`` when
+    the posting conflicts). Returns the postings written."""
+    now = timezone.now()
+    ps = [x.posting for x in planned]
+    users = sorted({p.user_id for p in ps})
+    params: list[Any] = [
+        [p.user_id for p in ps],
+        [p.kind for p in ps],
+        [p.amount_usd for p in ps],
+        [x.balance_after for x in planned],
+        [x.sequence for x in planned],
+        [None if p.payment_id is None else str(p.payment_id) for p in ps],
+        [None if p.withdrawal_request_id is None else str(p.withdrawal_request_id) for p in ps],
+        [p.description for p in ps],
+        [pg.metadata_json(p.metadata) for p in ps],
+        [p.idempotency_key for p in ps],
+        now,
+        now,
+        now,
+        users,
+        [balances[u].balance for u in users],
+        [balances[u].count for u in users],
+        [balances[u].deposited for u in users],
+        [balances[u].withdrawn for u in users],
+        len(ps),
+    ]
+    ids = {key: pk for pk, key in pg.run(pg.WRITE_OR_SKIP if skip else pg.WRITE, params)}
+    if not ids:
+        return []
+    return [
+        pg.transaction_of(
+            {
+                "id": ids[x.posting.idempotency_key],
+                "user_id": x.posting.user_id,
+                "transaction_type": x.posting.kind,
+                "amount_usd": x.posting.amount_usd,
+                "balance_after": x.balance_after,
+                "sequence": x.sequence,
+                "payment_id": x.posting.payment_id,
+                "withdrawal_request_id": x.posting.withdrawal_request_id,
+                "description": x.posting.description,
+                "metadata": x.posting.metadata,
+                "idempotency_key": x.posting.idempotency_key,
+                "created_at": now,
+            }
+        )
+        for x in planned
+    ]
+
+
+# --- elsewhere (SQLite, the embedded demo): the ORM ---------------------------------------------
+
+
+def _post_orm(postings: Sequence[Posting], expected_after: dict[str, Decimal]) -> Posted:
+    credited = sorted({p.user_id for p in postings if p.amount_usd > 0})
+    UserBalance._base_manager.bulk_create(
+        [UserBalance(user_id=user_id) for user_id in credited], ignore_conflicts=True
+    )
+    rows = {
+        b.user_id: b
+        for b in UserBalance._base_manager.select_for_update()
+        .filter(user_id__in={p.user_id for p in postings})
+        .order_by("user_id")
+    }
+    balances = {
+        u: _Balance(b.balance_usd, b.transaction_count, b.total_deposited, b.total_withdrawn)
+        for u, b in rows.items()
+    }
+    keys = [p.idempotency_key for p in postings]
+    stored = {t.idempotency_key: t for t in Transaction.objects.filter(idempotency_key__in=keys)}
+    new = []
+    for p in postings:
+        if p.idempotency_key in stored:
+            _check_same_terms(stored[p.idempotency_key], p)
+        else:
+            new.append(p)
+    deposits = [p.payment_id for p in new if p.kind == TransactionType.DEPOSIT and p.payment_id]
+    taken = (
         Transaction.objects.filter(
-            payment_id__in=payment_ids, transaction_type=TransactionType.DEPOSIT
+            payment_id__in=deposits, transaction_type=TransactionType.DEPOSIT
         )
         .values_list("payment_id", "idempotency_key")
         .first()
     )
-    if found is not None:
-        raise IdempotencyConflict(f"Payment {found[0]} is already credited by {found[1]}.")
+    if taken is not None:
+        raise IdempotencyConflict(f"Payment {taken[0]} is already credited by {taken[1]}.")
+    planned = _plan(new, balances, expected_after)
+    now = timezone.now()
+    fresh = [
+        Transaction(
+            user_id=x.posting.user_id,
+            transaction_type=x.posting.kind,
+            amount_usd=x.posting.amount_usd,
+            balance_after=x.balance_after,
+            sequence=x.sequence,
+            idempotency_key=x.posting.idempotency_key,
+            description=x.posting.description,
+            metadata=x.posting.metadata,
+            payment_id=x.posting.payment_id,
+            withdrawal_request_id=x.posting.withdrawal_request_id,
+        )
+        for x in planned
+    ]
+    Transaction._base_manager.bulk_create(fresh)
+    for user_id in sorted({p.user_id for p in new}):
+        b = balances[user_id]
+        UserBalance._base_manager.filter(user_id=user_id).update(
+            balance_usd=b.balance,
+            transaction_count=b.count,
+            total_deposited=b.deposited,
+            total_withdrawn=b.withdrawn,
+            last_transaction_at=now,
+            updated_at=now,
+        )
+    by_key = {t.idempotency_key: t for t in fresh}
+    return Posted([stored.get(k) or by_key[k] for k in keys], fresh)
 
 
-def _validate(txn: Transaction) -> None:
-    amount = txn.amount_usd
+# --- rules ------------------------------------------------------------------------------------
+
+
+def _validate(p: Posting) -> None:
+    amount = p.amount_usd
     if not isinstance(amount, Decimal):
         raise InvalidAmount(f"amount_usd must be a Decimal, not {type(amount).__name__}.")
     if not is_cents(amount) or amount == 0 or abs(amount) > MAX_AMOUNT:
         raise InvalidAmount(f"amount_usd {amount} is not a non-zero amount in whole cents.")
-    kind = txn.transaction_type
+    kind = p.kind
     if kind not in TransactionType.values:
         raise InvalidAmount(f"Unknown transaction type {kind!r}.")
     if kind in CREDIT_TYPES and amount < 0:
         raise InvalidAmount(f"A {kind} is a credit: amount_usd must be positive.")
     if kind in DEBIT_TYPES and amount > 0:
         raise InvalidAmount(f"A {kind} is a debit: amount_usd must be negative.")
-    if not txn.idempotency_key:
+    if not p.idempotency_key:
         raise InvalidAmount("Every posting needs an idempotency key.")
 
 
-def _check_same_terms(found: Transaction, txn: Transaction) -> None:
+def _check_same_terms(found: Transaction, p: Posting) -> None:
     same = (
-        found.user_id == txn.user_id
-        and found.transaction_type == txn.transaction_type
-        and found.amount_usd == txn.amount_usd
-        and found.payment_id == txn.payment_id
-        and found.withdrawal_request_id == txn.withdrawal_request_id
+        found.user_id == p.user_id
+        and found.transaction_type == p.kind
+        and found.amount_usd == p.amount_usd
+        and found.payment_id == p.payment_id
+        and found.withdrawal_request_id == p.withdrawal_request_id
     )
     if not same:
         raise IdempotencyConflict(
-            f"Idempotency key {txn.idempotency_key!r} was already used for "
+            f"Idempotency key {p.idempotency_key!r} was already used for "
             f"{found.transaction_type} {found.amount_usd} USD of user {found.user_id}."
         )
-
-
-_BALANCE_FIELDS = [
-    "balance_usd",
-    "transaction_count",
-    "last_transaction_at",
-    "total_deposited",
-    "total_withdrawn",
-    "updated_at",
-]
-
-
-def _move_balance(balance: UserBalance, txn: Transaction, now: Any) -> None:
-    """Apply one posting to the in-memory balance row (the caller saves it)."""
-    balance.balance_usd = txn.balance_after
-    balance.transaction_count = txn.sequence
-    balance.last_transaction_at = now
-    balance.updated_at = now
-    if txn.transaction_type == TransactionType.DEPOSIT:
-        balance.total_deposited += txn.amount_usd
-    elif txn.transaction_type == TransactionType.WITHDRAWAL:
-        balance.total_withdrawn -= txn.amount_usd
-    elif txn.transaction_type == TransactionType.REFUND and txn.withdrawal_request_id:
-        balance.total_withdrawn = max(Decimal("0.00"), balance.total_withdrawn - txn.amount_usd)
-
-
-def _save_balances(balances: list[UserBalance]) -> None:
-    """Write many balance rows in one statement (PostgreSQL) or one by one (elsewhere)."""
-    if not balances:
-        return
-    if connection.vendor != "postgresql":
-        for balance in balances:
-            UserBalance._base_manager.filter(pk=balance.pk).update(
-                **{name: getattr(balance, name) for name in _BALANCE_FIELDS}
-            )
-        return
-    update_rows(
-        table="payments_userbalance",
-        key=("user_id", "bigint"),
-        columns=[
-            ("balance_usd", "numeric"),
-            ("transaction_count", "bigint"),
-            ("last_transaction_at", "timestamptz"),
-            ("updated_at", "timestamptz"),
-            ("total_deposited", "numeric"),
-            ("total_withdrawn", "numeric"),
-        ],
-        rows=[
-            (
-                b.user_id,
-                b.balance_usd,
-                b.transaction_count,
-                b.last_transaction_at,
-                b.updated_at,
-                b.total_deposited,
-                b.total_withdrawn,
-            )
-            for b in balances
-        ],
-    )

@@ -67,8 +67,12 @@ class TransactionQuerySet(models.QuerySet["Transaction"]):
 class Transaction(models.Model):
     TransactionType = TransactionType
 
+    # No index of its own: txn_user_sequence_unique (user, sequence) serves every lookup by user.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_transactions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="ledger_transactions",
+        db_index=False,
     )
     transaction_type = models.CharField(max_length=20, choices=TransactionType.choices)
     amount_usd = models.DecimalField(
@@ -94,7 +98,8 @@ class Transaction(models.Model):
     )
     description = models.CharField(max_length=500, blank=True)
     metadata = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
-    idempotency_key = models.CharField(max_length=200, unique=True, editable=False)
+    # Unique by txn_idempotency_key_unique (a constraint: no prefix-search copy of the index).
+    idempotency_key = models.CharField(max_length=200, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = TransactionQuerySet.as_manager()
@@ -105,6 +110,7 @@ class Transaction(models.Model):
         constraints = [
             status_check("transaction_type", TransactionType, "txn_type_valid"),
             models.UniqueConstraint(fields=["user", "sequence"], name="txn_user_sequence_unique"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="txn_idempotency_key_unique"),
             models.CheckConstraint(condition=models.Q(sequence__gte=1), name="txn_sequence_pos"),
             models.CheckConstraint(
                 condition=models.Q(balance_after__gte=0), name="txn_balance_after_nonneg"

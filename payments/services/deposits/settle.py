@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 
-from payments import ledger
-from payments.errors import PaymentsError
+from payments import ledger, ledger_pg
+from payments.errors import IdempotencyConflict, PaymentsError
 from payments.models import Payment, Transaction
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
@@ -66,15 +69,62 @@ def payments_settle_many(*, payment_ids: Iterable[uuid.UUID]) -> int:
     return settled
 
 
+class Settleable(Protocol):
+    """What settlement reads of a payment (a Payment, or a row locked for settling)."""
+
+    @property
+    def pk(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def credited_amount_usd(self) -> Decimal: ...
+    @property
+    def internal_payment_id(self) -> str: ...
+    @property
+    def provider_payment_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class LockedPayment:
+    """A payment row locked for settling: the fields ``deposit_posting`` reads, no model."""
+
+    pk: uuid.UUID
+    status: str
+    user_id: int
+    amount_usd: Decimal
+    credited_usd: Decimal | None
+    internal_payment_id: str
+    provider_payment_id: str | None
+
+    @property
+    def credited_amount_usd(self) -> Decimal:
+        return self.credited_usd if self.credited_usd is not None else self.amount_usd
+
+
+_LOCK_ONE = (
+    "SELECT id, status, user_id, amount_usd, credited_usd, internal_payment_id, "
+    "provider_payment_id FROM payments_payment WHERE id = %s FOR UPDATE"
+)
+
+
 @transaction.atomic
 def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
     """Credit a completed payment exactly once; any other status credits nothing."""
-    payment = Payment._base_manager.select_for_update().only(*_SETTLE_FIELDS).get(pk=payment_id)
+    payment: Settleable
+    if connection.vendor == "postgresql":
+        rows = ledger_pg.run(_LOCK_ONE, [payment_id])
+        if not rows:
+            raise Payment.DoesNotExist(f"Payment {payment_id} does not exist.")
+        payment = LockedPayment(*rows[0])
+    else:
+        payment = Payment._base_manager.select_for_update().only(*_SETTLE_FIELDS).get(pk=payment_id)
     deposits = settle_locked([payment])
     return deposits[0] if deposits else None
 
 
-def settle_locked(payments: Sequence[Payment], *, only_new: bool = False) -> list[Transaction]:
+def settle_locked(payments: Sequence[Settleable], *, only_new: bool = False) -> list[Transaction]:
     """The one settlement routine: post each completed payment's DEPOSIT, exactly once.
 
     The caller holds the payments' row locks. Returns the deposit of every completed payment
@@ -83,22 +133,43 @@ def settle_locked(payments: Sequence[Payment], *, only_new: bool = False) -> lis
     completed = [p for p in payments if p.status == PaymentStatus.COMPLETED]
     if not completed:
         return []
-    credited = {
-        t.payment_id: t
-        for t in Transaction.objects.filter(
-            payment_id__in=[p.pk for p in completed], transaction_type=TransactionType.DEPOSIT
-        )
-    }
+    if len(completed) == 1:
+        # One payment: the ledger's replay is the lookup (no statement of its own).
+        try:
+            posted = ledger.post_batch([deposit_posting(completed[0])])
+        except IdempotencyConflict:
+            stored = _deposits_of([completed[0].pk])
+            if not stored:
+                raise
+            return [] if only_new else list(stored.values())
+        fresh = posted.fresh
+        _record_credits(fresh)
+        return fresh if only_new else posted.rows
+    credited = _deposits_of([p.pk for p in completed])
     fresh = ledger.post_many([deposit_posting(p) for p in completed if p.pk not in credited])
-    # The host hears of each new credit from the outbox, in this same transaction.
-    webhook_payments_record(
-        event_type=WebhookEventType.PAYMENT_CREDITED,
-        extras={t.payment_id: _credited(t) for t in fresh if t.payment_id is not None},
-    )
+    _record_credits(fresh)
     if only_new:
         return fresh
-    posted = {t.payment_id: t for t in fresh}
-    return [credited.get(p.pk) or posted[p.pk] for p in completed]
+    posted_now = {t.payment_id: t for t in fresh}
+    return [credited.get(p.pk) or posted_now[p.pk] for p in completed]
+
+
+def _deposits_of(payment_ids: list[uuid.UUID]) -> dict[uuid.UUID | None, Transaction]:
+    return {
+        t.payment_id: t
+        for t in Transaction.objects.filter(
+            payment_id__in=payment_ids, transaction_type=TransactionType.DEPOSIT
+        )
+    }
+
+
+def _record_credits(fresh: list[Transaction]) -> None:
+    """The host hears of each new credit from the outbox, in this same transaction."""
+    if fresh:
+        webhook_payments_record(
+            event_type=WebhookEventType.PAYMENT_CREDITED,
+            extras={t.payment_id: _credited(t) for t in fresh if t.payment_id is not None},
+        )
 
 
 def _credited(deposit: Transaction) -> dict[str, str | int]:
@@ -118,7 +189,7 @@ _SETTLE_FIELDS = (
 )
 
 
-def deposit_posting(payment: Payment) -> ledger.Posting:
+def deposit_posting(payment: Settleable) -> ledger.Posting:
     """The one DEPOSIT posting a completed payment gets."""
     return ledger.Posting(
         user_id=payment.user_id,

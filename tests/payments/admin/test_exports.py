@@ -371,6 +371,7 @@ BASE = datetime(2026, 1, 1, tzinfo=UTC)
 # Odd sequences are a 20.00 bonus, even ones a 12.50 fee: after s postings the balance is
 # ceil(s/2) * 20.00 - floor(s/2) * 12.50, so the chain trigger can check every row.
 _LEDGER_ROWS = """
+WITH posted AS (
 INSERT INTO payments_transaction
     (user_id, transaction_type, amount_usd, balance_after, sequence, description, metadata,
      idempotency_key, created_at)
@@ -385,14 +386,13 @@ SELECT u.id,
        %(base)s::timestamptz + s * interval '1 second'
   FROM unnest(%(users)s::bigint[]) AS u(id), generate_series(%(first)s, %(last)s) AS s
  ORDER BY u.id, s
-"""
-_BALANCES = """
+RETURNING user_id, balance_after, sequence, created_at
+)
 INSERT INTO payments_userbalance
     (user_id, balance_usd, total_deposited, total_withdrawn, transaction_count,
      last_transaction_at, created_at, updated_at)
-SELECT t.user_id, t.balance_after, 0, 0, t.sequence, t.created_at, now(), now()
-  FROM payments_transaction t
- WHERE t.user_id = ANY(%(users)s) AND t.sequence = %(last)s
+SELECT user_id, balance_after, 0, 0, sequence, created_at, now(), now()
+  FROM posted WHERE sequence = %(last)s
 ON CONFLICT (user_id) DO UPDATE
    SET balance_usd = EXCLUDED.balance_usd,
        transaction_count = EXCLUDED.transaction_count,
@@ -402,12 +402,12 @@ ON CONFLICT (user_id) DO UPDATE
 
 
 def _grow_ledger(user_ids: list[int], first: int, last: int) -> None:
-    """Postings ``first..last`` of each user, and their balance rows, as the table owner in
-    one transaction: the chain trigger checks each row, the balance triggers at commit."""
+    """Postings ``first..last`` of each user and their balance rows, as the table owner in one
+    statement (the ledger's checks want a posting and its balance change written together):
+    the chain trigger checks each row, the balance checks at the end of the statement."""
     params = {"users": user_ids, "first": first, "last": last, "base": BASE}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_LEDGER_ROWS, params)
-        cursor.execute(_BALANCES, params)
 
 
 def _balance_after(s: int) -> str:

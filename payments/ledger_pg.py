@@ -1,0 +1,133 @@
+"""The ledger's statements on PostgreSQL: fixed SQL texts, values bound by the server.
+
+``payments.ledger`` decides; this module only talks to the database. Each statement has one
+text whatever the number of postings (the values travel as arrays), is sent with server-side
+binding on Django's own connection (so it joins the caller's transaction, and no query string
+is composed in Python), and unprepared (safe behind PgBouncer in transaction pooling). A posting
+and its balance change are written by ONE statement, as migration 0018's triggers require.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+from django.db.models.base import ModelState
+
+from payments.models import Transaction
+
+# Every concrete column of a posting, in this order wherever rows are read.
+COLUMNS = (
+    "id",
+    "user_id",
+    "transaction_type",
+    "amount_usd",
+    "balance_after",
+    "sequence",
+    "payment_id",
+    "withdrawal_request_id",
+    "description",
+    "metadata",
+    "idempotency_key",
+    "created_at",
+)
+_SELECT = ", ".join(f"t.{c}" for c in COLUMNS)
+
+LOCK_BALANCES = (
+    "SELECT user_id, balance_usd, transaction_count, total_deposited, total_withdrawn "
+    "FROM payments_userbalance WHERE user_id = ANY(%s::int[]) ORDER BY user_id FOR UPDATE"
+)
+CREATE_BALANCES = (
+    "INSERT INTO payments_userbalance (user_id, balance_usd, total_deposited, total_withdrawn, "
+    "transaction_count, created_at, updated_at) "
+    "SELECT u, 0, 0, 0, 0, now(), now() FROM unnest(%s::int[]) AS u "
+    "ON CONFLICT (user_id) DO NOTHING"
+)
+# Stored postings of these keys, and deposits of these payments (under any key).
+STORED = (
+    f"SELECT {_SELECT} FROM payments_transaction t WHERE t.idempotency_key = ANY(%s::text[]) "  # noqa: S608 - column names from code
+    "OR (t.transaction_type = 'deposit' AND t.payment_id = ANY(%s::uuid[]))"
+)
+# A posting that conflicts with a stored one on a unique rule other than its key.
+CONFLICTING = (
+    "SELECT t.idempotency_key FROM payments_transaction t WHERE t.transaction_type = %s AND "
+    "(t.payment_id = %s::uuid OR t.withdrawal_request_id = %s::uuid) LIMIT 1"
+)
+# The postings and the balances in one statement; with ``skip`` (one posting) a stored key or
+# another unique rule makes it write nothing at all, else such a conflict is an error.
+_WRITE = """
+WITH v AS (
+    SELECT * FROM unnest(%s::int[], %s::text[], %s::numeric[], %s::numeric[], %s::bigint[],
+                         %s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[])
+        AS v(user_id, kind, amount, balance_after, seq, payment_id, withdrawal_id,
+             description, metadata, idempotency_key)
+), ins AS (
+    INSERT INTO payments_transaction (user_id, transaction_type, amount_usd, balance_after,
+        sequence, payment_id, withdrawal_request_id, description, metadata, idempotency_key,
+        created_at)
+    SELECT user_id, kind, amount, balance_after, seq, payment_id, withdrawal_id, description,
+           metadata::jsonb, idempotency_key, %s::timestamptz
+      FROM v ORDER BY user_id, seq
+    {conflict}
+    RETURNING id, idempotency_key
+), bal AS (
+    UPDATE payments_userbalance AS b
+       SET balance_usd = n.balance, transaction_count = n.count, total_deposited = n.deposited,
+           total_withdrawn = n.withdrawn, last_transaction_at = %s::timestamptz,
+           updated_at = %s::timestamptz
+      FROM unnest(%s::int[], %s::numeric[], %s::bigint[], %s::numeric[], %s::numeric[])
+        AS n(user_id, balance, count, deposited, withdrawn)
+     WHERE b.user_id = n.user_id AND (SELECT count(*) FROM ins) = %s
+)
+SELECT id, idempotency_key FROM ins
+"""
+WRITE = _WRITE.format(conflict="")
+WRITE_OR_SKIP = _WRITE.format(conflict="ON CONFLICT DO NOTHING")
+
+
+def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Execute one statement on Django's connection, values bound by the server: its rows.
+
+    Errors come out as Django's (IntegrityError, ...), and the statement is logged where
+    Django logs queries (DEBUG, ``CaptureQueriesContext``).
+    """
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors:
+        cursor = psycopg.Cursor(connection.connection)
+        try:
+            cursor.execute(sql, params, prepare=False)
+            rows = cursor.fetchall() if cursor.description is not None else []
+        finally:
+            cursor.close()
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {"sql": sql, "time": f"{time.monotonic() - started:.3f}", "params": "server-bound"}
+        )
+    return rows
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, cls=DjangoJSONEncoder)
+
+
+def transaction_of(values: dict[str, Any]) -> Transaction:
+    """A stored posting as a model instance, from its column values (no ``__init__`` work)."""
+    txn = Transaction.__new__(Transaction)
+    txn._state = ModelState()
+    txn._state.adding = False
+    txn._state.db = connection.alias
+    metadata = values["metadata"]
+    if isinstance(metadata, str | bytes):
+        values = {**values, "metadata": json.loads(metadata)}  # as JSONField reads it
+    txn.__dict__.update(values)
+    return txn
+
+
+def row_transaction(row: Sequence[Any]) -> Transaction:
+    return transaction_of(dict(zip(COLUMNS, row, strict=True)))
