@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from payments.admin.base import ReadOnlyAdmin
+from payments.admin.paging import FlatChangelistMixin
 from payments.models import LedgerDrift, Notification, Payment, PeriodicRun, WithdrawalRequest
 from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus
@@ -303,7 +304,7 @@ def daily_activity(*, today: date, days: int = CHART_DAYS) -> list[Day]:
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(FlatChangelistMixin, ReadOnlyAdmin):
     list_display = ("created_at", "kind", "subject", "sent_at", "attempts")
     list_filter = ("kind", ("sent_at", admin.EmptyFieldListFilter))
     search_fields = ("key", "subject")

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 
 from payments.admin.base import AuditAdmin, log_action
 from payments.admin.exports import CsvExportMixin
+from payments.admin.paging import FlatChangelistMixin
 from payments.errors import PaymentsError
 from payments.models import (
     Payment,
@@ -46,7 +47,7 @@ class PaymentResolutionInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(CsvExportMixin, AuditAdmin):
+class PaymentAdmin(FlatChangelistMixin, CsvExportMixin, AuditAdmin):
     list_display = (
         "internal_payment_id",
         "user",

@@ -6,6 +6,7 @@ from django.contrib import admin
 
 from payments.admin.base import ReadOnlyAdmin
 from payments.admin.exports import CsvExportMixin
+from payments.admin.paging import FlatChangelistMixin
 from payments.models import (
     Transaction,
     UserBalance,
@@ -13,7 +14,7 @@ from payments.models import (
 
 
 @admin.register(UserBalance)
-class UserBalanceAdmin(ReadOnlyAdmin):
+class UserBalanceAdmin(FlatChangelistMixin, ReadOnlyAdmin):
     list_display = (
         "user",
         "balance_usd",
@@ -27,7 +28,7 @@ class UserBalanceAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(CsvExportMixin, ReadOnlyAdmin):
+class TransactionAdmin(FlatChangelistMixin, CsvExportMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "user",

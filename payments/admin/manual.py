@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from payments.admin.base import log_action
+from payments.admin.paging import FlatChangelistMixin
 from payments.errors import PaymentsError
 from payments.models import ManualAdjustment, UserBalance
 from payments.services import manual
@@ -73,7 +74,7 @@ class ManualRequestForm(forms.ModelForm):
 
 
 @admin.register(ManualAdjustment)
-class ManualAdjustmentAdmin(admin.ModelAdmin):
+class ManualAdjustmentAdmin(FlatChangelistMixin, admin.ModelAdmin):
     form = ManualRequestForm
     list_display = (
         "id",

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from payments.admin.base import AuditAdmin, ReadOnlyAdmin, log_action
+from payments.admin.paging import FlatChangelistMixin
 from payments.errors import PaymentsError
 from payments.models import (
     LedgerDrift,
@@ -17,11 +18,49 @@ from payments.models import (
 )
 from payments.models.event import EventOutcome
 from payments.services import findings
-from payments.services.events import events_reprocess, reprocess_summary
+from payments.services.events import KIND_PAYMENT, KIND_PAYOUT, events_reprocess, reprocess_summary
+from payments.services.providers.nowpayments.statuses import KNOWN_PAYMENT_STATUSES
+
+# NowPayments' payout statuses (spec: Create payout), which it sends upper-case.
+_PAYOUT_STATUSES: tuple[str, ...] = ("creating", "waiting", "processing", "sending")
+_PAYOUT_STATUSES += ("finished", "failed", "rejected", "cancelled")
+
+
+class FixedValuesFilter(admin.SimpleListFilter):
+    """A filter offering a fixed vocabulary, instead of Django's SELECT DISTINCT over every
+    row (``AllValuesFieldListFilter``)."""
+
+    values: tuple[str, ...] = ()
+    ignore_case = False
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, value) for value in self.values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        # Both spellings as an IN list (not iexact's UPPER(), which the planner cannot
+        # estimate from the column's statistics).
+        values = {value, value.upper()} if self.ignore_case else {value}
+        return queryset.filter(**{f"{self.parameter_name}__in": sorted(values)})
+
+
+class EventKindFilter(FixedValuesFilter):
+    title = "kind"
+    parameter_name = "kind"
+    values = (KIND_PAYMENT, KIND_PAYOUT)
+
+
+class ProviderStatusFilter(FixedValuesFilter):
+    title = "provider status"
+    parameter_name = "provider_status"
+    values = tuple(sorted(KNOWN_PAYMENT_STATUSES | set(_PAYOUT_STATUSES)))
+    ignore_case = True  # payout statuses arrive upper-case
 
 
 @admin.register(ProviderEvent)
-class ProviderEventAdmin(ReadOnlyAdmin):
+class ProviderEventAdmin(FlatChangelistMixin, ReadOnlyAdmin):
     list_display = (
         "received_at",
         "kind",
@@ -31,7 +70,7 @@ class ProviderEventAdmin(ReadOnlyAdmin):
         "deliveries",
         "payment",
     )
-    list_filter = ("kind", "outcome", "provider_status")
+    list_filter = (EventKindFilter, "outcome", ProviderStatusFilter)
     search_fields = ("provider_object_id", "dedupe_key")
     list_select_related = ("payment",)  # the "payment" column: one join, not a query a row
     date_hierarchy = "received_at"
@@ -117,7 +156,7 @@ class PeriodicRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerDrift)
-class LedgerDriftAdmin(AuditAdmin):
+class LedgerDriftAdmin(FlatChangelistMixin, AuditAdmin):
     list_display = (
         "kind",
         "subject",

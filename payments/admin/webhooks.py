@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from payments.admin.base import ReadOnlyAdmin, log_action
+from payments.admin.paging import FlatChangelistMixin
 from payments.errors import PaymentsError
 from payments.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from payments.models.webhook import WebhookEventType
@@ -150,7 +151,7 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyAdmin):
+class WebhookEventAdmin(FlatChangelistMixin, ReadOnlyAdmin):
     list_display = ("created_at", "event_type", "dedupe_key", "delivered", "deliveries_total")
     list_filter = ("event_type", "created_at")
     search_fields = ("dedupe_key",)
@@ -207,7 +208,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
+class WebhookDeliveryAdmin(FlatChangelistMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "event_type",

@@ -143,7 +143,13 @@ class BalanceView(IdempotentMixin, APIView):
 
     @extend_schema(summary="Your balance and totals", responses=s.BalanceSerializer)
     def get(self, request: Request) -> Response:
-        balance = UserBalance.objects.get_or_create_for_user(request.user)
+        # A plain read: no row is created, nothing is locked. A user who never had a posting
+        # has no balance row yet, which reads as zero (the ledger creates the row with the
+        # first posting).
+        user_id = user_id_of(request)
+        balance = UserBalance.objects.filter(user_id=user_id).first()
+        if balance is None:
+            balance = UserBalance(user_id=user_id)
         return Response(s.BalanceSerializer(balance).data)
 
 

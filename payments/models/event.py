@@ -38,7 +38,11 @@ class ProviderEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["outcome", "received_at"], name="event_outcome_received")]
+        indexes = [
+            models.Index(fields=["outcome", "received_at"], name="event_outcome_received"),
+            # The admin's default order (newest first, then -pk), read backwards.
+            models.Index(fields=["received_at", "id"], name="event_received_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.provider_object_id} {self.provider_status} ({self.outcome})"

@@ -164,6 +164,11 @@ class Payment(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="payment_status_created"),
             models.Index(fields=["user", "-created_at"], name="payment_user_created"),
+            # The admin's default order (newest first, then -pk), read backwards: a page of
+            # the list is a page of this index whatever the table holds.
+            models.Index(fields=["created_at", "id"], name="payment_created_id"),
+            # Reconciliation's incremental pass: the payments whose status moved lately.
+            models.Index(fields=["status_changed_at"], name="payment_status_changed"),
             # The withdrawal review looks up who else used an address, ignoring case.
             models.Index(Upper("pay_address"), name="payment_pay_address_upper"),
         ]

@@ -1,12 +1,15 @@
 """Reconciliation checks of the ledger itself: balances, chains and totals against the postings.
 
-Each check is one SQL statement. Every amount is compared as ``CAST(ROUND(x * 100) AS BIGINT)``:
-exact on PostgreSQL's numeric and on SQLite, whose SUM() over decimals adds floats
-(243.64000000000001 is not 243.64). ``reconcile_links`` checks payments and withdrawals.
+Each check is one SQL statement over the users in scope (``@users(column)``, see ``scoped``:
+every user on a full pass, the users of an incremental pass otherwise). Every amount is
+compared as ``CAST(ROUND(x * 100) AS BIGINT)``: exact on PostgreSQL's numeric and on SQLite,
+whose SUM() over decimals adds floats (243.64000000000001 is not 243.64). ``reconcile_links``
+checks payments and withdrawals.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +42,20 @@ def usd(cents: Any) -> str:
     return str(Decimal(int(cents)).scaleb(-2))
 
 
+_SCOPE = re.compile(r"@users\(([\w.]+)\)")
+
+
+def scoped(sql: str, cutoffs: dict[str, Any]) -> str:
+    """``sql`` with each ``@users(column)`` made a condition on the users in scope.
+
+    ``cutoffs["users"]`` is None on a full pass (every user; the condition is always true) or
+    the list of user ids of an incremental one (PostgreSQL only: ``= ANY`` of an array).
+    """
+    if cutoffs.get("users") is None:
+        return _SCOPE.sub("1 = 1", sql)
+    return _SCOPE.sub(r"\1 = ANY(%(users)s)", sql)
+
+
 def as_uuid(value: Any) -> uuid.UUID:
     """A UUID column's value as a UUID: PostgreSQL returns one, SQLite its 32 hex digits."""
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
@@ -50,14 +67,16 @@ SELECT b.user_id, CAST(ROUND(b.balance_usd * 100) AS BIGINT), b.transaction_coun
   FROM payments_userbalance b
   LEFT JOIN (SELECT user_id, SUM(CAST(ROUND(amount_usd * 100) AS BIGINT)) AS cents,
                     COUNT(*) AS postings
-               FROM payments_transaction GROUP BY user_id) s ON s.user_id = b.user_id
- WHERE CAST(ROUND(b.balance_usd * 100) AS BIGINT) <> COALESCE(s.cents, 0)
-    OR b.transaction_count <> COALESCE(s.postings, 0)
+               FROM payments_transaction WHERE @users(user_id) GROUP BY user_id) s
+    ON s.user_id = b.user_id
+ WHERE @users(b.user_id)
+   AND (CAST(ROUND(b.balance_usd * 100) AS BIGINT) <> COALESCE(s.cents, 0)
+        OR b.transaction_count <> COALESCE(s.postings, 0))
 """
 
 
 def _balances(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_BALANCE_SQL)
+    cursor.execute(scoped(_BALANCE_SQL, cutoffs), cutoffs)
     for user_id, cached, count, total, postings in cursor.fetchall():
         yield Finding(
             kind=DriftKind.BALANCE_MISMATCH,
@@ -74,7 +93,7 @@ SELECT user_id, sequence, balance_cents, running, previous_sequence FROM (
            SUM(CAST(ROUND(amount_usd * 100) AS BIGINT))
                OVER (PARTITION BY user_id ORDER BY sequence) AS running,
            LAG(sequence) OVER (PARTITION BY user_id ORDER BY sequence) AS previous_sequence
-      FROM payments_transaction
+      FROM payments_transaction WHERE @users(user_id)
 ) chain
 WHERE balance_cents <> running OR balance_cents < 0
    OR sequence <> COALESCE(previous_sequence, 0) + 1
@@ -82,7 +101,7 @@ WHERE balance_cents <> running OR balance_cents < 0
 
 
 def _chain(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_CHAIN_SQL)
+    cursor.execute(scoped(_CHAIN_SQL, cutoffs), cutoffs)
     for user_id, sequence, balance_after, running, previous in cursor.fetchall():
         yield Finding(
             kind=DriftKind.CHAIN_BROKEN,
@@ -97,13 +116,13 @@ _MISSING_BALANCE_SQL = """
 SELECT t.user_id, COUNT(*), SUM(CAST(ROUND(t.amount_usd * 100) AS BIGINT))
   FROM payments_transaction t
   LEFT JOIN payments_userbalance b ON b.user_id = t.user_id
- WHERE b.user_id IS NULL
+ WHERE b.user_id IS NULL AND @users(t.user_id)
  GROUP BY t.user_id
 """
 
 
 def _missing_balances(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_MISSING_BALANCE_SQL)
+    cursor.execute(scoped(_MISSING_BALANCE_SQL, cutoffs), cutoffs)
     for user_id, postings, total in cursor.fetchall():
         yield Finding(
             kind=DriftKind.BALANCE_ROW_MISSING,
@@ -138,18 +157,19 @@ SELECT b.user_id,
                                     AND withdrawal_request_id IS NOT NULL)
                               THEN -CAST(ROUND(amount_usd * 100) AS BIGINT) ELSE 0 END
                              AS out_cents
-                    FROM payments_transaction
+                    FROM payments_transaction WHERE @users(user_id)
               ) steps
         ) walk
        GROUP BY user_id
   ) s ON s.user_id = b.user_id
- WHERE CAST(ROUND(b.total_deposited * 100) AS BIGINT) <> COALESCE(s.deposited, 0)
-    OR CAST(ROUND(b.total_withdrawn * 100) AS BIGINT) <> COALESCE(s.withdrawn, 0)
+ WHERE @users(b.user_id)
+   AND (CAST(ROUND(b.total_deposited * 100) AS BIGINT) <> COALESCE(s.deposited, 0)
+        OR CAST(ROUND(b.total_withdrawn * 100) AS BIGINT) <> COALESCE(s.withdrawn, 0))
 """
 
 
 def _totals(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_TOTALS_SQL)
+    cursor.execute(scoped(_TOTALS_SQL, cutoffs), cutoffs)
     for user_id, deposited, withdrawn, expect_deposited, expect_withdrawn in cursor.fetchall():
         yield Finding(
             kind=DriftKind.TOTALS_MISMATCH,

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from payments.models.ops import DriftKind
-from payments.services.reconcile_checks import Check, Cursor, Finding, as_uuid, usd
+from payments.services.reconcile_checks import Check, Cursor, Finding, as_uuid, scoped, usd
 
 # A completed payment is given this long to be settled before it counts as drift.
 SETTLEMENT_GRACE = timedelta(minutes=10)
@@ -28,7 +28,7 @@ _DEPOSIT_NOT_COMPLETED_SQL = """
 SELECT t.payment_id, p.status, t.user_id
   FROM payments_transaction t
   JOIN payments_payment p ON p.id = t.payment_id
- WHERE t.transaction_type = 'deposit' AND p.status <> 'completed'
+ WHERE t.transaction_type = 'deposit' AND p.status <> 'completed' AND @users(t.user_id)
    AND NOT (p.status = 'refunded' AND (
         EXISTS (SELECT 1 FROM payments_transaction r
                  WHERE r.payment_id = p.id AND r.transaction_type = 'reversal')
@@ -37,7 +37,7 @@ SELECT t.payment_id, p.status, t.user_id
 
 
 def _deposits_not_completed(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_DEPOSIT_NOT_COMPLETED_SQL)
+    cursor.execute(scoped(_DEPOSIT_NOT_COMPLETED_SQL, cutoffs), cutoffs)
     for payment_id, status, user_id in cursor.fetchall():
         yield Finding(
             kind=DriftKind.DEPOSIT_WITHOUT_COMPLETION,
@@ -54,13 +54,13 @@ SELECT t.payment_id, t.user_id, CAST(ROUND(t.amount_usd * 100) AS BIGINT),
        p.user_id, {CREDIT_CENTS_SQL}
   FROM payments_transaction t
   JOIN payments_payment p ON p.id = t.payment_id
- WHERE t.transaction_type = 'deposit'
+ WHERE t.transaction_type = 'deposit' AND @users(t.user_id)
    AND (t.user_id <> p.user_id OR CAST(ROUND(t.amount_usd * 100) AS BIGINT) <> {CREDIT_CENTS_SQL})
 """  # noqa: S608 - built once from constants
 
 
 def _deposit_mismatches(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_DEPOSIT_MISMATCH_SQL)
+    cursor.execute(scoped(_DEPOSIT_MISMATCH_SQL, cutoffs), cutoffs)
     for payment_id, user_id, cents, payer_id, credit in cursor.fetchall():
         yield Finding(
             kind=DriftKind.DEPOSIT_MISMATCH,
@@ -77,12 +77,12 @@ _DEPOSIT_WITHOUT_PAYMENT_SQL = """
 SELECT t.id, t.user_id, t.sequence, CAST(ROUND(t.amount_usd * 100) AS BIGINT), t.payment_id
   FROM payments_transaction t
   LEFT JOIN payments_payment p ON p.id = t.payment_id
- WHERE t.transaction_type = 'deposit' AND p.id IS NULL
+ WHERE t.transaction_type = 'deposit' AND p.id IS NULL AND @users(t.user_id)
 """
 
 
 def _deposits_without_payment(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_DEPOSIT_WITHOUT_PAYMENT_SQL)
+    cursor.execute(scoped(_DEPOSIT_WITHOUT_PAYMENT_SQL, cutoffs), cutoffs)
     for posting_id, user_id, sequence, cents, payment_id in cursor.fetchall():
         named = "no payment" if payment_id is None else f"unknown payment {as_uuid(payment_id)}"
         yield Finding(
@@ -99,14 +99,15 @@ def _deposits_without_payment(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterat
 _UNSETTLED_SQL = f"""
 SELECT p.id, p.user_id, {CREDIT_CENTS_SQL}
   FROM payments_payment p
- WHERE p.status = 'completed' AND COALESCE(p.completed_at, p.updated_at) < %s
+ WHERE p.status = 'completed' AND COALESCE(p.completed_at, p.updated_at) < %(settled_before)s
+   AND @users(p.user_id)
    AND NOT EXISTS (SELECT 1 FROM payments_transaction t
                     WHERE t.payment_id = p.id AND t.transaction_type = 'deposit')
 """  # noqa: S608 - built once from constants
 
 
 def _unsettled(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_UNSETTLED_SQL, [cutoffs["settled_before"]])
+    cursor.execute(scoped(_UNSETTLED_SQL, cutoffs), cutoffs)
     for payment_id, user_id, credit in cursor.fetchall():
         yield Finding(
             kind=DriftKind.UNSETTLED_PAYMENT,
@@ -124,12 +125,13 @@ SELECT e.payment_id, p.user_id, MAX(e.provider_status)
   JOIN payments_payment p ON p.id = e.payment_id
  WHERE e.outcome = 'stale' AND p.status IN ('expired', 'failed', 'cancelled')
    AND e.provider_status IN ('confirming', 'confirmed', 'sending', 'finished', 'partially_paid')
+   AND @users(p.user_id)
  GROUP BY e.payment_id, p.user_id
 """
 
 
 def _late_reports(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_LATE_REPORT_SQL)
+    cursor.execute(scoped(_LATE_REPORT_SQL, cutoffs), cutoffs)
     for payment_id, user_id, provider_status in cursor.fetchall():
         yield Finding(
             kind=DriftKind.LATE_PROVIDER_REPORT,
@@ -150,13 +152,14 @@ SELECT w.id, w.user_id, CAST(ROUND(w.amount_usd * 100) AS BIGINT),
   FROM payments_withdrawalrequest w
   LEFT JOIN payments_transaction t
     ON t.withdrawal_request_id = w.id AND t.transaction_type = 'withdrawal'
- WHERE t.id IS NULL OR t.user_id <> w.user_id
-    OR CAST(ROUND(t.amount_usd * 100) AS BIGINT) <> -CAST(ROUND(w.amount_usd * 100) AS BIGINT)
+ WHERE @users(w.user_id)
+   AND (t.id IS NULL OR t.user_id <> w.user_id
+        OR CAST(ROUND(t.amount_usd * 100) AS BIGINT) <> -CAST(ROUND(w.amount_usd * 100) AS BIGINT))
 """
 
 
 def _holds(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_HOLD_SQL)
+    cursor.execute(scoped(_HOLD_SQL, cutoffs), cutoffs)
     for withdrawal_id, user_id, cents, hold_id, hold_user, hold_cents in cursor.fetchall():
         yield Finding(
             kind=DriftKind.HOLD_MISSING if hold_id is None else DriftKind.HOLD_MISMATCH,
@@ -175,15 +178,18 @@ SELECT w.id, w.user_id, w.status, CAST(ROUND(w.amount_usd * 100) AS BIGINT),
   FROM payments_withdrawalrequest w
   LEFT JOIN payments_transaction t
     ON t.withdrawal_request_id = w.id AND t.transaction_type = 'refund'
- WHERE (t.id IS NULL AND w.status IN {_REFUNDED}
-        AND COALESCE(w.rejected_at, w.cancelled_at, w.failed_at, w.updated_at) < %s)
-    OR (t.id IS NOT NULL AND (w.status NOT IN {_REFUNDED} OR t.user_id <> w.user_id
-        OR CAST(ROUND(t.amount_usd * 100) AS BIGINT) <> CAST(ROUND(w.amount_usd * 100) AS BIGINT)))
+ WHERE @users(w.user_id)
+   AND ((t.id IS NULL AND w.status IN {_REFUNDED}
+         AND COALESCE(w.rejected_at, w.cancelled_at, w.failed_at, w.updated_at)
+             < %(refunded_before)s)
+        OR (t.id IS NOT NULL AND (w.status NOT IN {_REFUNDED} OR t.user_id <> w.user_id
+            OR CAST(ROUND(t.amount_usd * 100) AS BIGINT)
+               <> CAST(ROUND(w.amount_usd * 100) AS BIGINT))))
 """  # noqa: S608 - built once from constants
 
 
 def _refunds(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Finding]:
-    cursor.execute(_REFUND_SQL, [cutoffs["refunded_before"]])
+    cursor.execute(scoped(_REFUND_SQL, cutoffs), cutoffs)
     for row in cursor.fetchall():
         withdrawal_id, user_id, status, cents, refund_id, refund_user, refund_cents = row
         subject = f"withdrawal:{as_uuid(withdrawal_id)}"
