@@ -28,6 +28,10 @@ _CATALOGUE_FIELDS = (
     "extra_id_name",
     "explorer_tx_url",
     "synced_at",
+    # A coin whose terms NowPayments keeps failing to give (backed off, its stored terms kept).
+    "terms_failures",
+    "terms_retry_at",
+    "terms_last_error",
 )
 _TERMS_FROM_PROVIDER_NOTE = (
     "The network fee and minimum below come from NowPayments (its payout fee and payout "

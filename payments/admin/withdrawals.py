@@ -13,6 +13,7 @@ from django.http import HttpRequest, QueryDict
 
 from payments.admin.base import log_action
 from payments.admin.exports import CsvExportMixin
+from payments.admin.paging import FlatChangelistMixin
 from payments.admin.withdrawal_decisions import DecisionPagesAdmin
 from payments.admin.withdrawal_overrides import OverrideActionsAdmin
 from payments.admin.withdrawal_review import withdrawal_review_build
@@ -56,6 +57,26 @@ class ReviewFilter(admin.SimpleListFilter):
             }
 
 
+class PayoutFailingFilter(admin.SimpleListFilter):
+    """Open withdrawals whose NowPayments calls keep failing (backed off on their own row; the
+    payout sweeps go on with the others): the last error and the next try are on each."""
+
+    title = "payout"
+    parameter_name = "payout"
+    FAILING = "failing"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.FAILING, "Calls to NowPayments failing")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == self.FAILING:
+            return queryset.filter(
+                payout_attempts__gt=0,
+                status__in=(WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING),
+            )
+        return queryset
+
+
 class WithdrawalRequestForm(forms.ModelForm):
     """The change form: the notes are shown read-only; a new note is appended, never edits."""
 
@@ -73,7 +94,9 @@ class WithdrawalRequestForm(forms.ModelForm):
 
 
 @admin.register(WithdrawalRequest)
-class WithdrawalRequestAdmin(CsvExportMixin, DecisionPagesAdmin, OverrideActionsAdmin):
+class WithdrawalRequestAdmin(
+    FlatChangelistMixin, CsvExportMixin, DecisionPagesAdmin, OverrideActionsAdmin
+):
     form = WithdrawalRequestForm
     # Short, with the status early: it stays in view at 1280 px beside the filters.
     list_display = (
@@ -85,7 +108,7 @@ class WithdrawalRequestAdmin(CsvExportMixin, DecisionPagesAdmin, OverrideActions
         "currency",
         "created_at",
     )
-    list_filter = (ReviewFilter, "status", "currency", "created_at")
+    list_filter = (ReviewFilter, PayoutFailingFilter, "status", "currency", "created_at")
     search_fields = (
         "internal_withdrawal_id",
         "wallet_address",
@@ -113,6 +136,9 @@ class WithdrawalRequestAdmin(CsvExportMixin, DecisionPagesAdmin, OverrideActions
         "add_note",
         "failure_reason",
         "rejection_reason",
+        "payout_attempts",
+        "payout_retry_at",
+        "payout_last_error",
         "created_at",
         "approved_at",
         "processing_at",

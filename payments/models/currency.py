@@ -66,6 +66,16 @@ class Currency(models.Model):
         help_text="Transaction URL template with {hash} (or NowPayments' :hash) placeholder.",
     )
     synced_at = models.DateTimeField(null=True, blank=True)
+    # A coin whose terms NowPayments keeps failing to give is backed off on its own row (the
+    # sync goes on with the others and keeps its stored terms): consecutive failures, when it
+    # is asked next, and what failed last.
+    terms_failures = models.PositiveIntegerField(
+        default=0, help_text="Consecutive syncs NowPayments did not give this coin's terms."
+    )
+    terms_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="The sync keeps the stored terms until then."
+    )
+    terms_last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

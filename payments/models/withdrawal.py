@@ -107,6 +107,15 @@ class WithdrawalRequest(models.Model):
     provider_payout_id = models.CharField(max_length=64, blank=True)
     provider_batch_id = models.CharField(max_length=64, blank=True)
     provider_data = models.JSONField(default=dict, blank=True)
+    # A payout call that keeps failing is backed off on its own row (the sweeps go on with
+    # the others): consecutive failures, when it is tried next, and the last error.
+    payout_attempts = models.PositiveIntegerField(
+        default=0, help_text="Consecutive failed calls to NowPayments for this payout."
+    )
+    payout_retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="The payout sweeps leave it alone until then."
+    )
+    payout_last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     approved_at = models.DateTimeField(null=True, blank=True)

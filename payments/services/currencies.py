@@ -20,6 +20,7 @@ from payments.errors import (
 )
 from payments.models import Currency
 from payments.money import is_cents
+from payments.services import backoff
 from payments.services.providers.nowpayments.gateway import get_provider
 from payments.services.providers.nowpayments.terms import CoinTerms, coin_terms
 from payments.services.providers.nowpayments.types import FullCurrency
@@ -82,7 +83,9 @@ def currencies_sync() -> SyncResult:
     Each coin's deposit minimum (``GET /min-amount``, with PAYMENTS_MIN_AMOUNT_MARGIN) and,
     where ``withdrawal_fee_from_provider`` is on, its payout fee and minimum are read too. A coin
     NowPayments does not answer for keeps its stored values and is listed in ``failed``; it
-    never stops the others. Every call to NowPayments is made before the transaction.
+    never stops the others, and it is backed off on its own row (``terms_failures``,
+    ``terms_retry_at``, ``terms_last_error``): later syncs keep its stored terms without asking
+    until then. Every call to NowPayments is made before the transaction.
     """
     margin = _min_amount_margin()
     provider = get_provider()
@@ -93,14 +96,23 @@ def currencies_sync() -> SyncResult:
         for entry in catalogue
         if entry.enable and (not merchant or entry.code.lower() in merchant)
     }
-    follows_provider = dict(Currency.objects.values_list("code", "withdrawal_fee_from_provider"))
+    now = timezone.now()
+    follows_provider: dict[str, bool] = {}
+    backed_off: set[str] = set()
+    for code, follows, retry_at in Currency.objects.values_list(
+        "code", "withdrawal_fee_from_provider", "terms_retry_at"
+    ):
+        follows_provider[code] = follows
+        if retry_at is not None and retry_at > now:
+            backed_off.add(code)
     terms = {
-        # A coin first seen here starts with NowPayments' payout terms.
+        # A coin first seen here starts with NowPayments' payout terms; a coin backed off
+        # after failed syncs keeps its stored terms without a call.
         code: coin_terms(provider, code, margin=margin, payouts=follows_provider.get(code, True))
         for code in sorted(offered)
+        if code not in backed_off
     }
     result = SyncResult()
-    now = timezone.now()
     with transaction.atomic():
         existing = {c.code: c for c in Currency.objects.select_for_update()}
         for code, entry in sorted(offered.items()):
@@ -121,7 +133,9 @@ def currencies_sync() -> SyncResult:
                 result.kept_off.append(code)
             for name, value in values.items():
                 setattr(currency, name, value)
-            _apply_terms(currency, terms[code], now=now)
+            if code in terms:
+                _apply_terms(currency, terms[code], now=now)
+                _count_terms_failures(currency, terms[code], now=now)
             currency.provider_enabled = True
             currency.synced_at = now
             currency.save()
@@ -137,6 +151,19 @@ def currencies_sync() -> SyncResult:
             logger.warning("currency sync %s: kept the stored %s", code, result.failed[code])
     logger.info("currency sync: %s", result.summary())
     return result
+
+
+def _count_terms_failures(currency: Currency, terms: CoinTerms, *, now: datetime) -> None:
+    """One more consecutive failure backs the coin off (payments.services.backoff); an answer
+    forgets the failures."""
+    if terms.failures:
+        currency.terms_failures += 1
+        currency.terms_retry_at = backoff.retry_at(currency.terms_failures, now=now)
+        currency.terms_last_error = "; ".join(terms.failures)[: backoff.ERROR_MAX_LENGTH]
+    else:
+        currency.terms_failures = 0
+        currency.terms_retry_at = None
+        currency.terms_last_error = ""
 
 
 def _apply_terms(currency: Currency, terms: CoinTerms, *, now: datetime) -> None:

@@ -121,3 +121,151 @@ def test_a_worker_without_a_nowpayments_key_stops_with_the_reason(tmp_path):
     )
     assert worker.returncode != 0
     assert "The worker cannot start: NOWPAYMENTS_API_KEY is empty" in worker.stderr
+
+
+# --- check --deploy: payouts complete, no sandbox secrets, no plain http (as a subprocess) ----
+
+# A production-shaped environment that passes: https everywhere, real-looking secrets.
+_PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "a-production-secret-key-" + "x" * 40,
+    "PAYMENTS_ENABLED": "1",
+    "NOWPAYMENTS_API_URL": "https://api.nowpayments.io/v1",
+    "NOWPAYMENTS_API_KEY": "NP-REAL-KEY-1234",
+    "NOWPAYMENTS_IPN_SECRET": "ipn-secret-from-the-dashboard",
+    "PAYMENTS_PUBLIC_BASE_URL": "https://pay.example.com",
+    "PAYMENTS_PAYOUTS_ENABLED": "1",
+    "NOWPAYMENTS_EMAIL": "treasury@example.com",
+    "NOWPAYMENTS_PASSWORD": "a-long-dashboard-password",
+    "NOWPAYMENTS_TOTP_SECRET": "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU",
+}
+
+
+def _demo_secrets() -> dict[str, str]:
+    """The NowPayments secrets `make run` gives the sandbox and the app (scripts/run.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "run.py"
+    spec = importlib.util.spec_from_file_location("run_script_for_checks", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.SANDBOX_SECRETS)
+
+
+def _check_deploy(tmp_path, **overrides: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PYTEST_VERSION" and not k.startswith(("NOWPAYMENTS_", "PAYMENTS_", "DJANGO_"))
+    }
+    env.update(_PRODUCTION_ENV, PAYMENTS_VAR_DIR=str(tmp_path))
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_complete_production_config_passes_check_deploy(tmp_path):
+    check = _check_deploy(tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert "payments.E" not in check.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sentence"),
+    [
+        pytest.param(
+            {"NOWPAYMENTS_TOTP_SECRET": ""},
+            "PAYMENTS_PAYOUTS_ENABLED is on but NOWPAYMENTS_TOTP_SECRET is empty",
+            id="payouts-without-totp",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_EMAIL": "", "NOWPAYMENTS_PASSWORD": ""},
+            "PAYMENTS_PAYOUTS_ENABLED is on but NOWPAYMENTS_EMAIL / NOWPAYMENTS_PASSWORD are empty",
+            id="payouts-without-login",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_TOTP_SECRET": "not-base32!"},
+            "PAYMENTS_PAYOUTS_ENABLED is on but NOWPAYMENTS_TOTP_SECRET is not a valid base32",
+            id="payouts-with-a-bad-totp",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_API_KEY": "sandbox-api-key"},
+            "NOWPAYMENTS_API_KEY is the NowPayments sandbox's default value",
+            id="sandbox-api-key",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_IPN_SECRET": "sandbox-ipn-secret"},
+            "NOWPAYMENTS_IPN_SECRET is the NowPayments sandbox's default value",
+            id="sandbox-ipn-secret",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_PASSWORD": "sandbox-password"},
+            "NOWPAYMENTS_PASSWORD is the NowPayments sandbox's default value",
+            id="sandbox-password",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_TOTP_SECRET": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"},
+            "NOWPAYMENTS_TOTP_SECRET is the NowPayments sandbox's default value",
+            id="sandbox-totp",
+        ),
+        pytest.param(
+            {"NOWPAYMENTS_API_URL": "http://api.nowpayments.io/v1"},
+            "NOWPAYMENTS_API_URL is a plain-http URL",
+            id="http-provider",
+        ),
+        pytest.param(
+            {"PAYMENTS_PUBLIC_BASE_URL": "http://pay.example.com"},
+            "PAYMENTS_PUBLIC_BASE_URL is a plain-http URL",
+            id="http-callback",
+        ),
+    ],
+)
+def test_check_deploy_refuses(tmp_path, overrides, sentence):
+    check = _check_deploy(tmp_path, **overrides)
+    assert check.returncode != 0
+    assert sentence in check.stderr
+
+
+def test_in_debug_the_sandbox_over_http_passes_but_incomplete_payouts_warn(tmp_path):
+    """`make run` and the e2e processes: DJANGO_DEBUG=1 against the sandbox over http."""
+    sandbox = {f"NOWPAYMENTS_{name}": value for name, value in _demo_secrets().items()}
+    debug = {
+        "DJANGO_DEBUG": "1",
+        "NOWPAYMENTS_API_URL": "http://127.0.0.1:8765/v1",
+        "PAYMENTS_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+    }
+    check = _check_deploy(tmp_path, **debug, **sandbox)
+    assert check.returncode == 0, check.stderr
+    assert "payments.E00" not in check.stderr
+    incomplete = _check_deploy(tmp_path, **debug, **{**sandbox, "NOWPAYMENTS_TOTP_SECRET": ""})
+    assert incomplete.returncode == 0, incomplete.stderr
+    assert "NOWPAYMENTS_TOTP_SECRET is empty" in incomplete.stderr  # a warning in debug
+
+
+def test_the_refused_secrets_are_the_sandboxs_defaults():
+    from payments.checks import SANDBOX_SECRETS as REFUSED
+    from sandbox.config import SandboxConfig
+
+    demo = _demo_secrets()
+    defaults = SandboxConfig()
+    for name in ("api_key", "password", "ipn_secret", "totp_secret"):
+        setting = f"NOWPAYMENTS_{name.upper()}"
+        assert getattr(defaults, name) in REFUSED[setting]
+        assert demo[name.upper()] in REFUSED[setting]

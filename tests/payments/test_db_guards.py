@@ -635,7 +635,9 @@ def test_the_app_role_is_not_superuser_and_owns_nothing():
         assert not trigger, table
         if table == "django_migrations":
             assert (insert, update, delete) == (False, False, False)
-        elif table.startswith("payments_") and table not in DELETE_ALLOWED:
+        elif table in MONEY_TABLES or (
+            table.startswith("payments_") and table not in DELETE_ALLOWED
+        ):
             assert (insert, update, delete) == (True, True, False), table
         else:
             assert (insert, update, delete) == (True, True, True), table

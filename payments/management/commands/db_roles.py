@@ -46,6 +46,7 @@ MONEY_TABLES = frozenset(
         "payments_providerevent",
         "payments_ledgerdrift",
         "payments_currency",
+        "django_admin_log",  # the operators' audit trail (every admin action, and why)
     }
 )
 DELETE_ALLOWED = frozenset({"payments_periodicrun", "payments_idempotencyrecord"})

@@ -1,4 +1,11 @@
-"""Polling NowPayments: bulk status sync through the list endpoint, and one-payment refresh."""
+"""Polling NowPayments: bulk status sync through the list endpoint, and one-payment refresh.
+
+One payment never holds up the others: the payments read one by one are taken least recently
+asked first, and every one asked is stamped (``provider_checked_at``), so a payment whose status
+call keeps failing goes to the back of the queue instead of taking a slot every cycle; a page
+of reports the database refuses as a whole is applied report by report, so only the poisoned
+one is left out (and logged).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from payments.errors import ProviderError
+from payments.errors import PaymentsError, ProviderError
 from payments.logs import CycleWarnings, RepeatLimiter
 from payments.models import Payment
 from payments.models.event import EventOutcome
@@ -60,12 +68,13 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
     """
     result = PollResult()
     fields = ("provider_payment_id", "status", "actual_amount", "created_at")
-    local = {
-        str(pid): (status, paid, created)
-        for pid, status, paid, created in Payment.objects.filter(
-            status__in=ACTIVE_STATUSES, provider_payment_id__isnull=False
-        ).values_list(*fields)
-    }
+    asked: dict[str, Any] = {}
+    local = {}
+    for pid, status, paid, created, checked in Payment.objects.filter(
+        status__in=ACTIVE_STATUSES, provider_payment_id__isnull=False
+    ).values_list(*fields, "provider_checked_at"):
+        local[str(pid)] = (status, paid, created)
+        asked[str(pid)] = checked
     result.active = len(local)
     # Recently credited payments not checked for a while, least recently checked first (a
     # check stamps them): a refund NowPayments makes after the credit must reverse it.
@@ -119,8 +128,11 @@ def payments_poll(*, max_status_calls: int = MAX_STATUS_CALLS) -> PollResult:
         unread.recovered(pid)
     unseen = [pid for pid in local if pid not in seen]
     # Active payments first: they wait for money; credited ones only for a possible refund.
-    unseen.sort(key=lambda pid: pid in credited)
+    # Among them the least recently asked first, so the cap rotates through all of them and a
+    # payment whose call keeps failing does not keep its slot.
+    unseen.sort(key=lambda pid: (pid in credited, asked.get(pid) is not None, asked.get(pid)))
     missing = unseen[:max_status_calls]
+    _stamp_asked(missing, now=timezone.now())
     for pid in missing:
         try:
             report = provider.get_payment_status(pid)
@@ -151,21 +163,57 @@ def _changed(report: ProviderPayment, known: tuple[str, Any, Any], result: PollR
     return ours != status or (report.actually_paid or 0) != (paid or 0)
 
 
+# What one report can make the database or a service refuse, as opposed to the database
+# being unreachable (which stops the cycle, as it should).
+_REPORT_REFUSED = (PaymentsError, DataError, IntegrityError)
+
+
 def _apply_batch(reports: list[ProviderPayment], result: PollResult) -> None:
-    if reports:
+    """One transaction for the page; if it is refused, report by report, so one poisoned
+    report (an amount the columns cannot hold, a posting refused) leaves out only itself."""
+    if not reports:
+        return
+    try:
         result.applied += payments_apply_reports(reports=reports, source="poll")["applied"]
+    except _REPORT_REFUSED as exc:
+        logger.warning(
+            "poll: a page of %s reports was refused (%s); applying them one by one",
+            len(reports),
+            _code(exc),
+        )
+        for report in reports:
+            _apply_one(report, result)
 
 
 def _apply_one(report: ProviderPayment, result: PollResult) -> None:
     try:
         outcome = payment_apply_report(report=report, source="poll")
-    except ProviderError as exc:
+    except _REPORT_REFUSED as exc:
         result.errors += 1
         hit = REPEATS.hit("provider payment not applied", report.payment_id)
         level = logging.WARNING if hit.log else logging.DEBUG
-        logger.log(level, "provider payment %s not applied: %s", report.payment_id, exc.code)
+        logger.log(level, "provider payment %s not applied: %s", report.payment_id, _code(exc))
         return
     result.applied += outcome.outcome == "applied"
+
+
+def _code(exc: Exception) -> str:
+    return exc.code if isinstance(exc, PaymentsError) else type(exc).__name__
+
+
+def _stamp_asked(provider_ids: list[str], *, now: Any) -> None:
+    """Stamp the payments about to be asked for one by one (locked in primary-key order, as
+    every writer of payments locks them, and skipping rows a writer holds right now)."""
+    if not provider_ids:
+        return
+    with transaction.atomic():
+        rows = (
+            Payment._base_manager.select_for_update(skip_locked=True)
+            .filter(provider_payment_id__in=provider_ids)
+            .order_by("pk")
+            .values("pk")
+        )
+        Payment._base_manager.filter(pk__in=rows).update(provider_checked_at=now)
 
 
 def payment_refresh(*, payment_id: uuid.UUID) -> ApplyResult:

@@ -33,6 +33,7 @@ from payments.models.withdrawal import (
     WithdrawalStatus,
 )
 from payments.money import is_cents
+from payments.services import backoff
 from payments.services.deposits.reverse import collect_locked
 from payments.services.host_webhooks import webhook_withdrawal_record
 from payments.services.withdrawals.fees import (
@@ -261,8 +262,9 @@ def withdrawal_save_instance(
     """Save an existing request changed through the ORM, applying the same rules."""
     with transaction.atomic():
         stored = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal.pk)
-        # The payout's provider fields are the payout steps' to write, never a stale copy's.
-        for name in _PROVIDER_FIELDS:
+        # The payout's provider fields (and its failure count) are the payout steps' to write,
+        # never a stale copy's.
+        for name in (*_PROVIDER_FIELDS, *_ATTEMPT_FIELDS):
             setattr(withdrawal, name, getattr(stored, name))
         if previous_status is not None and stored.status != previous_status:
             raise InvalidTransition(
@@ -520,3 +522,35 @@ def withdrawal_note_payout_problem(*, withdrawal_id: uuid.UUID, message: str) ->
     WithdrawalRequest._base_manager.filter(pk=withdrawal_id).update(
         failure_reason=message[:500], updated_at=timezone.now()
     )
+
+
+def withdrawal_note_payout_attempt(*, withdrawal_id: uuid.UUID, error: str) -> int:
+    """Count one more failed call to NowPayments for this payout and back it off on its own
+    row (``payments.services.backoff``): the sweeps skip it until ``payout_retry_at`` and go on
+    with the others. Returns the consecutive failures so far."""
+    now = timezone.now()
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        withdrawal.payout_attempts += 1
+        withdrawal.payout_retry_at = backoff.retry_at(withdrawal.payout_attempts, now=now)
+        withdrawal.payout_last_error = error[: backoff.ERROR_MAX_LENGTH]
+        withdrawal.updated_at = now
+        _write(withdrawal, [*_ATTEMPT_FIELDS, "updated_at"])
+    logger.warning(
+        "payout of withdrawal %s failed %s time(s) in a row; next try after %s: %s",
+        withdrawal_id,
+        withdrawal.payout_attempts,
+        withdrawal.payout_retry_at,
+        error,
+    )
+    return withdrawal.payout_attempts
+
+
+def withdrawal_clear_payout_attempts(*, withdrawal_id: uuid.UUID) -> None:
+    """A call for this payout worked: forget its failures (no write when there were none)."""
+    cleared = WithdrawalRequest._base_manager.filter(pk=withdrawal_id, payout_attempts__gt=0)
+    if cleared.update(payout_attempts=0, payout_retry_at=None, payout_last_error=""):
+        logger.info("payout of withdrawal %s answered again", withdrawal_id)
+
+
+_ATTEMPT_FIELDS = ["payout_attempts", "payout_retry_at", "payout_last_error"]

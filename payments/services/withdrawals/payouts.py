@@ -7,6 +7,11 @@ got no answer is never refunded automatically: it is looked up by its external i
 of the payouts list), and left to an operator if it cannot be found. A payout reported failed
 is refunded only if NowPayments still reports it failed after the settling time
 (``PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS``): the spec warns a failed payout may still be paid.
+
+One payout whose calls keep failing (NowPayments refusing or not answering for it, a missing
+2FA secret) never holds up the others: each failure is counted on its own row and backs it off
+(``payout_attempts``, ``payout_retry_at``, ``payout_last_error``, shown in the admin), and the
+sweeps skip it until then and go on with the rest.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
-from payments.errors import InvalidTransition, ProviderError, ProviderRejected
+from payments.errors import InvalidTransition, PaymentsError, ProviderError, ProviderRejected
 from payments.logs import CycleWarnings, RepeatLimiter
 from payments.models import WithdrawalRequest
 from payments.models.ops import DriftKind
 from payments.models.withdrawal import WithdrawalStatus
+from payments.services import backoff
 from payments.services.findings import finding_record
 from payments.services.providers.nowpayments.gateway import get_provider, refuse_inside_transaction
 from payments.services.providers.nowpayments.types import PayoutRequest, PayoutWithdrawal
@@ -65,13 +72,17 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     """Create and verify the NowPayments payout of an approved withdrawal."""
     refuse_inside_transaction()
     withdrawal = WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
-    if withdrawal.status != WithdrawalStatus.APPROVED:
+    if withdrawal.status != WithdrawalStatus.APPROVED or _backed_off(withdrawal):
         return withdrawal
-    provider = get_provider()
-    # Priced before the claim: if this fails, the withdrawal simply stays approved.
-    estimate = provider.get_estimate(
-        withdrawal.final_amount_usd, "usd", withdrawal.currency.provider_code
-    )
+    # Priced before the claim: if this fails, the withdrawal stays approved, backed off.
+    try:
+        provider = get_provider()
+        estimate = provider.get_estimate(
+            withdrawal.final_amount_usd, "usd", withdrawal.currency.provider_code
+        )
+    except PaymentsError as exc:
+        _attempt_failed(withdrawal.pk, f"pricing the payout: {backoff.describe(exc)}")
+        return WithdrawalRequest.objects.get(pk=withdrawal.pk)
     try:
         withdrawal = withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal_id)
     except InvalidTransition:
@@ -101,7 +112,8 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     if item is None and len(batch.withdrawals) == 1:
         item = batch.withdrawals[0]
     _record(withdrawal.pk, batch_id=batch.id, item=item, crypto_amount=estimate.estimated_amount)
-    _verify(batch.id, withdrawal.pk)
+    if _verify(batch.id, withdrawal.pk):
+        _attempt_worked(withdrawal)
     logger.info("payout of withdrawal %s created: batch %s", withdrawal.pk, batch.id)
     return WithdrawalRequest.objects.get(pk=withdrawal.pk)
 
@@ -111,10 +123,14 @@ def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
     word: FINISHED completes it with the payout's hash; FAILED, REJECTED or CANCELLED fails
     it (refunds the hold) only if NowPayments still says so after the settling time."""
     result = PayoutPollResult()
+    # A payout whose reading failed is not read again before its wait is over; one whose
+    # verification failed is still read (it may have been verified in the dashboard and paid)
+    # but not verified again before then.
+    unreadable = Q(payout_retry_at__gt=timezone.now(), payout_last_error__startswith=READING)
     processing = list(
-        WithdrawalRequest.objects.filter(status=WithdrawalStatus.PROCESSING).order_by(
-            "processing_at"
-        )[:limit]
+        WithdrawalRequest.objects.filter(status=WithdrawalStatus.PROCESSING)
+        .exclude(unreadable)
+        .order_by("processing_at")[:limit]
     )
     unread = CycleWarnings(
         logger, REPEATS, "payout not read", "payout of withdrawal %s not read: %s"
@@ -123,22 +139,53 @@ def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
         result.checked += 1
         try:
             found = payout_find(withdrawal)
-        except ProviderError as exc:
+        except PaymentsError as exc:
             result.errors += 1
             unread.refused(str(withdrawal.pk), exc.code)
+            _attempt_failed(withdrawal.pk, f"{READING}: {backoff.describe(exc)}")
             continue
         unread.recovered(str(withdrawal.pk))
         result.adopted += int(found.adopted)
         if found.item is None:
             if found.searched_all:
                 _maybe_lost(withdrawal)
+            _attempt_worked(withdrawal)
             continue
         try:
-            _follow(withdrawal, found.item, result)
+            worked = _follow(withdrawal, found.item, result)
         except InvalidTransition as exc:  # an operator or another poller moved it meanwhile
             logger.info("payout of withdrawal %s not applied: %s", withdrawal.pk, exc.message)
+            continue
+        except PaymentsError as exc:  # this one payout only: the others go on
+            result.errors += 1
+            _attempt_failed(withdrawal.pk, f"applying the payout: {backoff.describe(exc)}")
+            continue
+        if worked is True:
+            _attempt_worked(withdrawal)
     unread.flush()
     return result
+
+
+# How the failure of a payout's reading starts in ``payout_last_error``.
+READING = "reading the payout"
+
+
+def _due() -> Q:
+    """Withdrawals not backed off after failed payout calls (or whose wait is over)."""
+    return Q(payout_retry_at__isnull=True) | Q(payout_retry_at__lte=timezone.now())
+
+
+def _backed_off(withdrawal: WithdrawalRequest) -> bool:
+    return withdrawal.payout_retry_at is not None and withdrawal.payout_retry_at > timezone.now()
+
+
+def _attempt_failed(withdrawal_id: uuid.UUID, error: str) -> None:
+    withdrawals.withdrawal_note_payout_attempt(withdrawal_id=withdrawal_id, error=error)
+
+
+def _attempt_worked(withdrawal: WithdrawalRequest) -> None:
+    if withdrawal.payout_attempts:
+        withdrawals.withdrawal_clear_payout_attempts(withdrawal_id=withdrawal.pk)
 
 
 @dataclass(frozen=True)
@@ -201,8 +248,10 @@ def payout_find(withdrawal: WithdrawalRequest) -> PayoutFound:
 
 
 def approved_withdrawal_ids(*, limit: int = 100) -> list[uuid.UUID]:
+    """Approved withdrawals to send now, oldest approval first; one backed off after failed
+    calls waits for its ``payout_retry_at`` without holding up the ones behind it."""
     return list(
-        WithdrawalRequest.objects.filter(status=WithdrawalStatus.APPROVED)
+        WithdrawalRequest.objects.filter(_due(), status=WithdrawalStatus.APPROVED)
         .order_by("approved_at")
         .values_list("pk", flat=True)[:limit]
     )
@@ -222,11 +271,13 @@ def _match(items: list[PayoutWithdrawal], withdrawal: WithdrawalRequest) -> Payo
 
 def _follow(
     withdrawal: WithdrawalRequest, item: PayoutWithdrawal, result: PayoutPollResult
-) -> None:
+) -> bool | None:
+    """Apply what NowPayments says of the payout; False if a call for it failed (noted), None
+    if the verification it waits for is backed off."""
     status = item.status.upper()
     if status in PAYOUT_FAILED:
         _follow_failure(withdrawal, item, result)
-        return
+        return True
     if (withdrawal.provider_data or {}).get("failed_seen_at"):
         withdrawals.withdrawal_forget_payout_failure(withdrawal_id=withdrawal.pk)
     if status == "FINISHED" and item.hash:
@@ -237,7 +288,14 @@ def _follow(
         )
         result.completed += 1
     elif status == "CREATING":
-        result.verified += int(_verify(withdrawal.provider_batch_id, withdrawal.pk))
+        if _backed_off(withdrawal):
+            return None
+        # An adopted payout's batch id is the item's (``withdrawal`` was read before it).
+        batch_id = withdrawal.provider_batch_id or item.batch_withdrawal_id or ""
+        verified = _verify(batch_id, withdrawal.pk)
+        result.verified += int(verified)
+        return verified
+    return True
 
 
 def _follow_failure(
@@ -267,10 +325,13 @@ def _follow_failure(
 
 
 def _verify(batch_id: str, withdrawal_id: uuid.UUID) -> bool:
+    """Confirm the batch with 2FA; a failure (NowPayments refusing or silent, or no 2FA secret
+    configured) is noted on this withdrawal and backs it off, and raises nothing."""
     try:
         get_provider().verify_payout(batch_id)
-    except ProviderError as exc:
+    except PaymentsError as exc:
         _note(withdrawal_id, f"2FA verification of batch {batch_id} failed ({exc.code})")
+        _attempt_failed(withdrawal_id, f"verifying batch {batch_id}: {backoff.describe(exc)}")
         return False
     return True
 

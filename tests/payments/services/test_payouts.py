@@ -233,3 +233,93 @@ def test_an_unanswered_payout_is_found_on_a_later_page_and_not_called_lost(
     ]
     assert [w["id"] for w in ours] == [adopted.provider_payout_id]
     assert adopted.provider_batch_id == ours[0]["batch_withdrawal_id"]
+
+
+# --- one payout whose calls keep failing: backed off on its own row, the others go on --------
+
+
+def test_a_payout_that_cannot_be_verified_is_backed_off_and_never_holds_up_the_next(
+    sandbox, approved, usdt, settings
+):
+    """The issue's case: payouts on, no 2FA secret. The payout is created, its verification
+    fails on every try; the sweep used to raise on it, so nothing behind it moved."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.NOWPAYMENTS_TOTP_SECRET = ""
+    settings.PAYMENTS_ITEM_RETRY_SECONDS = 60
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)  # raises nothing now
+    assert sent.status == "processing"
+    assert sent.payout_attempts == 1
+    assert "NOWPAYMENTS_TOTP_SECRET" in sent.payout_last_error
+    assert timedelta(seconds=55) < sent.payout_retry_at - timezone.now() <= timedelta(seconds=60)
+    # A second withdrawal behind it, paid at NowPayments (verified in the dashboard).
+    reviewer = approved.admin_user
+    user = UserFactory()
+    ledger.post(user_id=user.pk, kind="deposit", amount_usd=Decimal("60.00"), idempotency_key="u2")
+    second = withdrawals.withdrawal_create(
+        user_id=user.pk, amount_usd=Decimal("20.00"), currency_id=usdt.pk, wallet_address=TRON
+    )
+    withdrawals.withdrawal_approve(withdrawal_id=second.pk, admin_user=reviewer)
+    assert payouts.approved_withdrawal_ids() == [second.pk]
+    behind = payouts.withdrawal_payout_send(withdrawal_id=second.pk)
+    sandbox.control.advance_payout(behind.provider_batch_id, status="FINISHED")
+    # Its wait is over: the first is tried again (and fails again, backed off twice as long),
+    # and the one behind it completes in the same sweep.
+    WithdrawalRequest._base_manager.filter(pk=approved.pk).update(
+        payout_retry_at=timezone.now() - timedelta(seconds=1)
+    )
+    result = payouts.payouts_poll()
+    assert result.completed == 1
+    assert WithdrawalRequest.objects.get(pk=second.pk).status == "completed"
+    first = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert (first.status, first.payout_attempts) == ("processing", 2)
+    assert timedelta(seconds=115) < first.payout_retry_at - timezone.now() <= timedelta(seconds=120)
+    # While backed off it is read (it may be verified in the dashboard), not verified again.
+    sandbox.control.reset_requests()
+    assert payouts.payouts_poll().checked == 1
+    assert "POST /v1/payout/{batch_id}/verify" not in sandbox.control.requests()
+    assert WithdrawalRequest.objects.get(pk=approved.pk).payout_attempts == 2
+    # Configured again, its next try verifies it, and its failures are forgotten.
+    settings.NOWPAYMENTS_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    WithdrawalRequest._base_manager.filter(pk=approved.pk).update(payout_retry_at=None)
+    assert payouts.payouts_poll().verified == 1
+    cleared = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert (cleared.payout_attempts, cleared.payout_retry_at, cleared.payout_last_error) == (
+        0,
+        None,
+        "",
+    )
+    assert refunds(cleared) == 0
+
+
+def test_a_payout_that_cannot_be_read_is_not_read_again_before_its_wait(
+    sandbox, approved, settings
+):
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    sandbox.control.set_fault("http_500", count=50, path=f"/v1/payout/{sent.provider_batch_id}")
+    settings.NOWPAYMENTS_TIMEOUT = 1.0
+    assert payouts.payouts_poll().errors == 1
+    failing = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert failing.payout_attempts == 1
+    assert failing.payout_last_error.startswith("reading the payout")
+    sandbox.control.reset_requests()
+    assert payouts.payouts_poll().checked == 0
+    assert sandbox.control.requests().get("GET /v1/payout/{id}", 0) == 0
+
+
+def test_a_withdrawal_that_cannot_be_priced_stays_approved_and_backed_off(
+    sandbox, approved, settings
+):
+    sandbox.control.set_fault("http_500", count=50, path="/v1/estimate")
+    kept = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert kept.status == "approved"
+    assert kept.payout_attempts == 1
+    assert "pricing the payout" in kept.payout_last_error
+    assert payouts.approved_withdrawal_ids() == [], "the sweep leaves it alone for now"
+    sandbox.control.clear_faults()
+    assert payouts.withdrawal_payout_send(withdrawal_id=approved.pk).status == "approved", (
+        "a send queued before the backoff does nothing either"
+    )
+    assert sandbox.control.payouts() == []
