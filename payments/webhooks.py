@@ -1,16 +1,22 @@
-"""The NowPayments IPN endpoint: verify, commit the raw event, then apply it; answer fast.
+"""The NowPayments IPN endpoint: verify, commit the raw event, then have it applied; answer fast.
 
 The order matters (dj-stripe's model): nothing is stored before the signature is verified; the
 verified event is committed on its own before it is applied, so an error while applying can
 never lose it; applying is recorded on the event and safe to repeat.
 
+``PAYMENTS_IPN_APPLY`` says who applies it. ``worker`` (the default): the view stores the event
+and asks a worker to drain the stored events (``payments.services.events_drain``: batches,
+``FOR UPDATE SKIP LOCKED``); the settle sweep on beat drains whatever a lost task left, and a
+redelivery of an event whose apply failed is applied again by a worker. ``inline``: the view
+applies the event itself before answering (one payment per request; no worker needed for it).
+
 Answers: 401 for a missing or bad signature, 400 for a body that is not a JSON object (it has
-no canonical form, so no signature can cover it), 200 for every verified IPN we have stored
-and dealt with, a domain error included (retrying the same body would fail the same way; the
-error is recorded on the event). An unexpected exception while applying is recorded on the
-stored event and re-raised, so Django answers 500 through its ordinary error handling (logged
-with the traceback, ``got_request_exception`` sent) and NowPayments delivers the IPN again; the
-redelivery, or ``manage.py reprocess_events``, applies the stored event exactly once.
+no canonical form, so no signature can cover it), 200 for every verified IPN we have stored:
+``received`` (worker) or what applying it did (inline), a domain error included (retrying the
+same body would fail the same way; the error is recorded on the event). Inline, an unexpected
+exception while applying is recorded on the stored event and re-raised, so Django answers 500
+through its ordinary error handling and NowPayments delivers the IPN again; the redelivery, or
+``manage.py reprocess_events``, applies the stored event exactly once.
 """
 
 from __future__ import annotations
@@ -31,16 +37,22 @@ from payments.models.payment import PaymentStatus
 from payments.services.events import (
     KIND_PAYMENT,
     KIND_PAYOUT,
+    UNFINISHED_OUTCOMES,
     event_apply,
+    event_dedupe_key,
     event_parse,
-    event_store,
+    event_receive,
 )
-from payments.services.providers.nowpayments.signature import verify_ipn
+from payments.services.events_drain import drain_wanted
+from payments.services.providers.nowpayments.signature import verified_canonical_body
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "HTTP_X_NOWPAYMENTS_SIG"
 MAX_BODY_BYTES = 64 * 1024
+# A drain request not started within this long is dropped: a later one, or the settle sweep on
+# beat, drains the events it was for.
+DRAIN_EXPIRES = 60
 # Statuses in which no transaction to the pay address exists yet (or ever will).
 _NO_MONEY_YET = (
     PaymentStatus.PENDING,
@@ -74,20 +86,29 @@ def nowpayments_ipn(request: HttpRequest) -> JsonResponse:
     except InvalidEventBody as exc:
         logger.warning("IPN with an unreadable body from %s refused", _peer(request))
         return _error(400, exc.code, exc.message)
-    if not verify_ipn(body, signature, secret):
+    canonical = verified_canonical_body(payload, signature, secret)
+    if canonical is None:
         logger.warning("IPN with a bad signature from %s refused", _peer(request))
         return _error(401, "invalid_signature", "The IPN signature does not match its body.")
 
     kind, object_id, status = _describe(payload)
     try:
-        event_id, _created = event_store(
-            kind=kind, object_id=object_id, status=status, body=body, signature=signature
+        stored = event_receive(
+            kind=kind,
+            object_id=object_id,
+            status=status,
+            body=body,
+            signature=signature,
+            dedupe_key=event_dedupe_key(payload=payload, canonical=canonical),
         )
     except InvalidEventBody as exc:
         return _error(400, exc.code, exc.message)
-    # Committed. Apply it: a first delivery, or a redelivery of one not yet applied (an earlier
-    # attempt failed or is still running: the event's row lock makes it wait, then see it done).
-    result = event_apply(event_id=event_id)
+    # Committed. Have it applied: a first delivery, or a redelivery of one not yet applied (an
+    # earlier attempt failed or is still running: the event's row lock makes it wait, then
+    # see it done).
+    if settings.PAYMENTS_IPN_APPLY != "inline":
+        return _hand_to_workers(stored.event_id, stored.created, stored.outcome)
+    result = event_apply(event_id=stored.event_id)
     if result.repeated:
         return JsonResponse({"status": "duplicate"})
     if result.outcome == EventOutcome.ERROR:
@@ -95,6 +116,25 @@ def nowpayments_ipn(request: HttpRequest) -> JsonResponse:
     if kind == KIND_PAYMENT:
         _fetch_missing_hash(object_id)
     return JsonResponse({"status": "ok", "outcome": result.outcome})
+
+
+def _hand_to_workers(event_id: int, created: bool, outcome: str) -> JsonResponse:
+    """Ask a worker to apply the stored event: a drain for a received one (unless one is pending
+    already), a task of its own for a redelivery of one whose apply failed (NowPayments' retry,
+    as inline). The event is committed: should the broker be unreachable, the IPN is still
+    acknowledged, and the settle sweep applies it once the workers run again."""
+    from workers.tasks import event_apply_task, events_drain_task
+
+    if outcome not in UNFINISHED_OUTCOMES:
+        return JsonResponse({"status": "duplicate"})
+    try:
+        if outcome == EventOutcome.ERROR:
+            event_apply_task.apply_async(kwargs={"event_id": event_id}, retry=False)
+        elif drain_wanted():
+            events_drain_task.apply_async(expires=DRAIN_EXPIRES, retry=False)
+    except Exception:  # noqa: BLE001 - stored and committed: the sweep applies it
+        logger.warning("IPN event id=%s stored; no worker could be asked to apply it", event_id)
+    return JsonResponse({"status": "received" if created else "duplicate"})
 
 
 def _fetch_missing_hash(provider_payment_id: str) -> None:

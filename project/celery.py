@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 
 from project import filesystem_broker
 from workers.queues import TASK_QUEUES, task_routes
@@ -30,6 +30,18 @@ def _refuse_a_half_configured_worker(**kwargs: Any) -> None:
     except ConfigurationError as exc:
         # Celery logs and swallows exceptions from signal handlers; this one must stop it.
         raise SystemExit(f"The worker cannot start: {exc.message}") from exc
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _keep_or_drop_the_database_connection(**kwargs: Any) -> None:
+    """Around each task, what Django does around each request: a connection older than
+    CONN_MAX_AGE, or broken (an error in the task, a server restart), is closed, so the next
+    query opens a fresh one; any other is kept, checked for health before its next use
+    (CONN_HEALTH_CHECKS). Celery's own per-task close is off (CELERY_DB_REUSE_MAX)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 _janitors: list[filesystem_broker.Janitor] = []

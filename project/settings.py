@@ -90,6 +90,14 @@ if TESTING:
     _default_db = "postgres://postgres@127.0.0.1:5432/payments"
 else:
     _default_db = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+# Web requests and worker tasks alike keep their connection for DATABASE_CONN_MAX_AGE seconds
+# (0: a new one each time), checked before reuse (project/celery.py applies Django's request
+# rules around every task). Behind a transaction-pooling PgBouncer set DATABASE_POOLER=pgbouncer:
+# server-side cursors off (DATABASE_DISABLE_SERVER_SIDE_CURSORS, on by default then) and no
+# prepared statements; README, "Across several hosts".
+DATABASE_POOLER = os.environ.get("DATABASE_POOLER", "").strip().lower()
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise RuntimeError(f"DATABASE_POOLER must be empty or pgbouncer; got {DATABASE_POOLER!r}.")
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", _default_db),
@@ -97,6 +105,17 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool(
+        "DATABASE_DISABLE_SERVER_SIDE_CURSORS", default=DATABASE_POOLER == "pgbouncer"
+    )
+    if DATABASE_POOLER == "pgbouncer":
+        # PgBouncer before 1.21 cannot follow a prepared statement from one transaction to the
+        # next: psycopg must never prepare one (Django's default, kept whatever the URL says).
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "prepare_threshold": None,
+        }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Serialise writers instead of failing with "database is locked" under worker + web.
@@ -263,6 +282,11 @@ PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
 PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = env_int(
     "PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS", default=1800
 )
+# A payout or a coin's terms whose NowPayments call keeps failing is backed off on its own row
+# (payments/services/backoff.py): this many seconds after the first failure, doubling, at most
+# the maximum; the sweeps go on with the others meanwhile.
+PAYMENTS_ITEM_RETRY_SECONDS = env_int("PAYMENTS_ITEM_RETRY_SECONDS", default=60)
+PAYMENTS_ITEM_RETRY_MAX_SECONDS = env_int("PAYMENTS_ITEM_RETRY_MAX_SECONDS", default=3600)
 # Fees charged on a withdrawal (strings, parsed as Decimal), taken out of its amount. The
 # network fee is the currency's own (from NowPayments' payout fee, or set in the admin); this
 # one applies where a currency has none. The service fee is the fixed amount plus the percent.
@@ -292,6 +316,13 @@ PAYMENTS_REFUND_RECHECK_SECONDS = env_float("PAYMENTS_REFUND_RECHECK_SECONDS", d
 PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS = env_float(
     "PAYMENTS_PARTIAL_PAYMENT_FINAL_HOURS", default=24.0
 )
+
+# Who applies a verified, stored IPN: "worker" (the webhook answers once the event is committed,
+# and a worker drains the stored events in batches) or "inline" (the webhook applies it before
+# answering; one payment per request, no worker needed for it). payments/webhooks.py.
+PAYMENTS_IPN_APPLY = os.environ.get("PAYMENTS_IPN_APPLY", "worker").strip().lower()
+if PAYMENTS_IPN_APPLY not in ("worker", "inline"):
+    raise RuntimeError(f"PAYMENTS_IPN_APPLY must be worker or inline; got {PAYMENTS_IPN_APPLY!r}.")
 
 # --- e-mail and operator notifications ----------------------------------------------------
 # Operators are e-mailed through Django's mail backends: SMTP when EMAIL_HOST is set outside
@@ -358,6 +389,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", default=5000)
+# Celery's Django fix-up closes the database connection before and after every task unless this
+# is set (then only every this many tasks): workers keep theirs as web requests do, by
+# DATABASE_CONN_MAX_AGE and its health check, applied around each task in project/celery.py.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"

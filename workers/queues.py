@@ -1,8 +1,9 @@
 """Which queue each task runs on: named here once, read by the Celery app and the schedules.
 
-provider: calls to NowPayments for deposits; settlement: ledger writes; payouts: sending and
-following withdrawals; default: reconciliation, operator e-mails and webhooks to the host
-application. Each queue can have workers of its own.
+provider: calls to NowPayments for deposits; settlement: ledger writes, stored IPNs applied
+included; payouts: sending and following withdrawals; default: reconciliation, operator
+e-mails and webhooks to the host application. Each queue can have workers of its own, on
+hosts of their own (README, "Across several hosts").
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ TASK_QUEUES: dict[str, str] = {
     "workers.payment_settle": SETTLEMENT,
     "workers.payments_settle_batch": SETTLEMENT,
     "workers.payments_settle_sweep": SETTLEMENT,
+    "workers.events_drain": SETTLEMENT,
+    "workers.event_apply": SETTLEMENT,
     "workers.withdrawal_payout_send": PAYOUTS,
     "workers.withdrawals_payout_sweep": PAYOUTS,
     "workers.ledger_reconcile": DEFAULT,

@@ -19,6 +19,8 @@ from payments.errors import ProviderUnavailable
 from payments.services import (
     currencies,
     deposits,
+    events,
+    events_drain,
     host_webhooks,
     idempotency,
     notifications,
@@ -105,13 +107,36 @@ def payments_settle_batch_task(*, payment_ids: list[str]) -> int:
 
 @shared_task(name="workers.payments_settle_sweep")
 def payments_settle_sweep_task() -> dict[str, Any]:
+    """The safety net: apply the stored IPNs a lost drain left, then settle what is unsettled."""
+
     def job() -> dict[str, Any]:
+        drained = _drain_events()
         ids = [str(p) for p in deposits.unsettled_payment_ids()]
         for start in range(0, len(ids), SETTLE_BATCH):
             payments_settle_batch_task.delay(payment_ids=ids[start : start + SETTLE_BATCH])
-        return {"unsettled": len(ids)}
+        return {"unsettled": len(ids), "events": drained}
 
     return _periodic("workers.payments_settle_sweep", job, max_runtime=120)
+
+
+@shared_task(name="workers.events_drain")
+def events_drain_task() -> dict[str, Any]:
+    """Apply the stored IPNs not applied yet, in batches (the webhook asks for a drain per IPN;
+    concurrent drains take disjoint batches, and one finding nothing left costs one query)."""
+    return _drain_events()
+
+
+@shared_task(name="workers.event_apply")
+def event_apply_task(*, event_id: int) -> str:
+    """Apply one stored IPN again: NowPayments redelivered one whose apply had failed."""
+    return events.event_apply(event_id=event_id).outcome
+
+
+def _drain_events() -> dict[str, Any]:
+    result = events_drain.events_drain()
+    for payment_id in result.missing_hash:
+        payment_refresh_task.delay(payment_id=str(payment_id))
+    return result.as_dict()
 
 
 # --- payouts -------------------------------------------------------------------------------

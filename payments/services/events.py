@@ -2,13 +2,15 @@
 
 The webhook view works in two steps, as dj-stripe does with its webhook triggers:
 
-1. ``event_store`` commits the verified raw body in its own transaction, deduplicated by a hash
-   of its canonical form (the key-sorted, compact JSON NowPayments signs), so whitespace and
-   key-order variants of one IPN are one event and nothing that happens later can lose it;
+1. ``event_receive`` (``event_store``) commits the verified raw body on its own, deduplicated by
+   a hash of its canonical form (the key-sorted, compact JSON NowPayments signs), so whitespace
+   and key-order variants of one IPN are one event and nothing that happens later can lose it;
 2. ``event_apply`` applies it through the deposits service and records what it did in the same
    transaction as the apply. A domain error (``PaymentsError``) is recorded as the outcome. An
    unexpected exception rolls the apply back, is recorded on the event in a transaction of its
    own, and is re-raised so the caller sees it (the view answers 500 and NowPayments retries).
+   Workers apply stored events in batches instead (``events_drain``, the default for the
+   webhook), with the same outcomes.
 
 ``events_reprocess`` applies stored events again (failed ones by default). Applying is safe to
 repeat: a processed event is not applied twice unless forced, and even then the deposits
@@ -83,33 +85,67 @@ def event_parse(*, body: bytes | str) -> dict[str, Any]:
     return payload
 
 
-def event_dedupe_key(*, payload: dict[str, Any]) -> str:
+def event_dedupe_key(*, payload: dict[str, Any], canonical: str | None = None) -> str:
     """SHA-256 of the canonical body: the very string NowPayments signs for this payload.
 
     Two bodies with the same canonical form carry the same signature, so they are one IPN
-    however they are spaced or ordered.
+    however they are spaced or ordered. ``canonical``, when the caller has it already (the
+    webhook, from verifying the signature), saves computing it again.
     """
-    try:
-        canonical = canonical_ipn_body(payload)
-    except (TypeError, ValueError) as exc:
-        raise InvalidEventBody("The IPN body holds a value no IPN signature covers.") from exc
+    if canonical is None:
+        try:
+            canonical = canonical_ipn_body(payload)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEventBody("The IPN body holds a value no IPN signature covers.") from exc
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """What ``event_receive`` found: the event, whether this delivery created it, its outcome."""
+
+    event_id: int
+    created: bool
+    outcome: str
 
 
 def event_store(
     *, kind: str, object_id: str, status: str, body: bytes, signature: str
 ) -> tuple[int, bool]:
-    """Commit a verified IPN as received unless it is stored already; return (id, created).
+    """Commit a verified IPN as received unless it is stored already; return (id, created)."""
+    stored = event_receive(
+        kind=kind, object_id=object_id, status=status, body=body, signature=signature
+    )
+    return stored.event_id, stored.created
 
-    Runs in its own (durable) transaction, so it refuses to run inside another: a rollback of
-    the caller's work must never take the raw event with it. A duplicate delivery, however
-    spaced or ordered, counts one more delivery of the stored event. Concurrent duplicates
-    meet at the unique dedupe key (``INSERT ... ON CONFLICT DO NOTHING``): one inserts, the
-    others wait for its commit and count a delivery.
+
+def event_receive(
+    *,
+    kind: str,
+    object_id: str,
+    status: str,
+    body: bytes,
+    signature: str,
+    dedupe_key: str | None = None,
+) -> StoredEvent:
+    """Commit a verified IPN as received unless it is stored already.
+
+    Each statement commits on its own (autocommit), so this refuses to run inside a
+    transaction: a rollback of the caller's work must never take the raw event with it. A
+    duplicate delivery, however spaced or ordered, counts one more delivery of the stored
+    event. Concurrent duplicates meet at the unique dedupe key (``INSERT ... ON CONFLICT DO
+    NOTHING``): one inserts, the others wait for its commit and count a delivery.
+    ``dedupe_key`` is ``event_dedupe_key`` of the body when the caller has computed it.
     """
-    dedupe_key = event_dedupe_key(payload=event_parse(body=body))
+    if connection.in_atomic_block:
+        raise RuntimeError(
+            "A provider event is committed on its own (a durable store): not inside another "
+            "atomic block."
+        )
+    if dedupe_key is None:
+        dedupe_key = event_dedupe_key(payload=event_parse(body=body))
     text = body.decode("utf-8")
-    with transaction.atomic(durable=True), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         for _attempt in range(2):
             cursor.execute(
                 "INSERT INTO payments_providerevent (provider, kind, dedupe_key, "
@@ -130,18 +166,17 @@ def event_store(
             )
             row = cursor.fetchone()
             if row is not None:
-                event_id = int(row[0])
-                logger.info("IPN event id=%s stored: %s %s %s", event_id, kind, object_id, status)
-                return event_id, True
+                logger.debug("IPN event id=%s stored: %s %s %s", row[0], kind, object_id, status)
+                return StoredEvent(int(row[0]), True, EventOutcome.RECEIVED)
             cursor.execute(
                 "UPDATE payments_providerevent SET deliveries = deliveries + 1 "
-                "WHERE dedupe_key = %s RETURNING id, deliveries",
+                "WHERE dedupe_key = %s RETURNING id, deliveries, outcome",
                 [dedupe_key],
             )
             row = cursor.fetchone()
             if row is not None:
                 logger.info("IPN event id=%s delivered again (delivery %s)", row[0], row[1])
-                return int(row[0]), False
+                return StoredEvent(int(row[0]), False, str(row[2]))
             # Events are never deleted, so the conflicting row is there; try once more anyway.
     raise DatabaseError(f"IPN event with dedupe key {dedupe_key} could not be stored")
 

@@ -1,4 +1,6 @@
-"""The NowPayments IPN webhook: verify first, commit the raw event, apply once, in any order."""
+"""The NowPayments IPN webhook: verify first, commit the raw event, apply once, in any order.
+
+In both modes: applied in the request (inline), or stored and drained by a worker (default)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from django.test import Client
 
 from payments.models import Payment, ProviderEvent, Transaction, UserBalance
 from payments.services import deposits as service
-from payments.services import events
+from payments.services import events, events_drain
 from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
 from tests.conftest import IPN_SECRET
 from tests.factories import UserFactory
@@ -18,6 +20,13 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = "/payments/webhooks/nowpayments/"
+
+
+@pytest.fixture(autouse=True)
+def _inline(settings):
+    """Most tests here apply each IPN in the request (PAYMENTS_IPN_APPLY=inline), to see every
+    outcome in the answer; the worker mode's tests switch back to the default."""
+    settings.PAYMENTS_IPN_APPLY = "inline"
 
 
 @pytest.fixture
@@ -335,3 +344,42 @@ def test_a_payout_ipn_is_stored_and_ignored(client, sandbox):
         "FINISHED",
     )
     assert post(client, body).json() == {"status": "duplicate"}
+
+
+# --- the default mode: the webhook stores, a worker drains ----------------------------------
+
+
+def test_by_default_the_webhook_only_stores_and_a_drain_applies_it(
+    client, sandbox, payment, settings
+):
+    settings.PAYMENTS_IPN_APPLY = "worker"
+    sandbox.control.complete(payment.provider_payment_id)
+    body = ipn_body(sandbox, payment, "finished")
+    response = post(client, body)
+    assert (response.status_code, response.json()) == (200, {"status": "received"})
+    event = ProviderEvent.objects.get()
+    assert (event.outcome, event.processed_at) == ("received", None)
+    payment.refresh_from_db()
+    assert (payment.status, deposits(payment)) == ("pending", 0)
+    # Not applied yet: a redelivery is one more delivery of the same stored event.
+    assert post(client, body).json() == {"status": "duplicate"}
+
+    drained = events_drain.events_drain()
+    assert drained.counts == {"applied": 1}
+    event.refresh_from_db()
+    assert (event.outcome, event.payment_id, event.deliveries) == ("applied", payment.pk, 2)
+    payment.refresh_from_db()
+    assert (payment.status, deposits(payment)) == ("completed", 1)
+    assert UserBalance.objects.get(user=payment.user).balance_usd == Decimal("25.00")
+    # Applied: later deliveries are duplicates, and a drain finds nothing.
+    assert post(client, body).json() == {"status": "duplicate"}
+    assert events_drain.events_drain().counts == {}
+    assert deposits(payment) == 1
+
+
+def test_a_bad_signature_stores_nothing_in_worker_mode_either(client, sandbox, payment, settings):
+    settings.PAYMENTS_IPN_APPLY = "worker"
+    response = post(client, ipn_body(sandbox, payment, "finished"), signature="0" * 128)
+    assert response.status_code == 401
+    assert not ProviderEvent.objects.exists()
+    assert events_drain.events_drain().counts == {}

@@ -119,9 +119,14 @@ class Processes:
         return process
 
     def worker(
-        self, *, concurrency: int = 2, queues: str = "default,provider,settlement,payouts"
+        self,
+        *,
+        concurrency: int = 2,
+        queues: str = "default,provider,settlement,payouts",
+        hostname: str = "%h",
     ) -> Any:
-        name = f"e2e-{uuid.uuid4().hex[:8]}@%h"
+        """A worker named ``e2e-<random>@<hostname>`` (this machine's name by default)."""
+        name = f"e2e-{uuid.uuid4().hex[:8]}@{hostname}"
         return self._start(
             "worker",
             [

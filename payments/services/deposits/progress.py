@@ -68,11 +68,18 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     )
 
 
-def payments_apply_reports(*, reports: list[ProviderPayment], source: str) -> dict[str, int]:
+def payments_apply_reports(
+    *,
+    reports: list[ProviderPayment],
+    source: str,
+    outcomes: dict[str, tuple[str, uuid.UUID]] | None = None,
+) -> dict[str, int]:
     """Apply many reports in one database transaction (the poller's path, a page at a time).
 
     The same rules as ``payment_apply_report``: forward only, and completed payments get their
-    deposit in the same transaction, through one ``ledger.post_many``.
+    deposit in the same transaction, through one ``ledger.post_many``. ``outcomes``, when
+    given, receives each known payment's (outcome, payment id) by provider payment id (the
+    IPN drain records them on its events); reports of unknown payments are left out.
     """
     counts = {"applied": 0, "stale": 0, "unchanged": 0, "credited": 0}
     by_id = {report.payment_id: report for report in reports}
@@ -93,6 +100,8 @@ def payments_apply_reports(*, reports: list[ProviderPayment], source: str) -> di
                 payment, report, our_status(report.payment_status), now
             )
             counts[outcome] += 1
+            if outcomes is not None:
+                outcomes[report.payment_id] = (outcome, payment.pk)
             moved.append((payment, verdict))
         _write_progress(payments)
         counts["credited"] = len(consequences(moved, only_new=True))
@@ -157,9 +166,16 @@ def consequences(
     """What the moves mean for money, in the same transaction: settle completions, reverse
     refunded credits, collect what is owed, and put reviews and excess before an operator."""
     payments = [payment for payment, _ in moved]
-    # Every balance this may touch, locked once in user order: settling, reversing and
-    # collecting then never wait on each other in another order.
-    ledger.lock_balances({payment.user_id for payment in payments})
+    # Every balance this may touch (of a completed or refunded payment), locked once in user
+    # order: settling, reversing and collecting then never wait on each other in another
+    # order. One user's balance needs no order: the ledger locks it when it posts.
+    touched = {
+        payment.user_id
+        for payment in payments
+        if payment.status in (PaymentStatus.COMPLETED, PaymentStatus.REFUNDED)
+    }
+    if len(touched) > 1:
+        ledger.lock_balances(touched)
     deposits = settle_locked(payments, only_new=only_new)
     reverse_locked(payments)
     if deposits:

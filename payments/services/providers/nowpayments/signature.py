@@ -23,6 +23,7 @@ __all__ = [
     "js_dumps",
     "js_number",
     "sign_ipn",
+    "verified_canonical_body",
     "verify_ipn",
 ]
 
@@ -260,3 +261,32 @@ def verify_ipn(raw_body: bytes, signature: str | None, secret: str) -> bool:
         return hmac.compare_digest(sign_ipn(payload, secret, arrays_as_objects=True), candidate)
     except (AttributeError, ValueError, TypeError, RecursionError, UnicodeError):
         return False
+
+
+def verified_canonical_body(
+    payload: Mapping[str, Any], signature: str | None, secret: str
+) -> str | None:
+    """The canonical body of an already parsed IPN when ``signature`` signs it, else None.
+
+    ``verify_ipn`` for a caller that has parsed the body already (the webhook: one parse and
+    one canonical form per IPN, reused for the dedupe key). The same two forms are tried; the
+    array-preserving canonical body is returned either way. Never raises.
+    """
+    if not isinstance(signature, str) or not isinstance(secret, str) or not _js_trim(secret):
+        return None
+    candidate = signature.strip().lower()
+    if not _HEX_SIGNATURE.fullmatch(candidate):
+        return None
+    try:
+        canonical = canonical_ipn_body(payload)
+        key = _js_trim(secret).encode("utf-8")
+        digest = hmac.new(key, canonical.encode("utf-8"), hashlib.sha512).hexdigest()
+        if hmac.compare_digest(digest, candidate):
+            return canonical
+        if _contains_array(payload) and hmac.compare_digest(
+            sign_ipn(payload, secret, arrays_as_objects=True), candidate
+        ):
+            return canonical
+    except (AttributeError, ValueError, TypeError, RecursionError, UnicodeError):
+        return None
+    return None

@@ -1,0 +1,1 @@
+"""Scale-out tests: several worker hosts, through PgBouncer in transaction pooling."""
