@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test lint run clean
+.PHONY: install test lint run clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,9 @@ clean:
 # does not get the SIGINT (and die of it, "Error 130") while run.py stops its children.
 run: $(STAMP)
 	$(BIN)/python scripts/run.py
+
+# Every script in benchmarks/, then one table of each figure beside its same-run baseline
+# (benchmarks/README.md). `make bench QUICK=1`: the same rows at smaller sizes (< ~5 minutes).
+bench: $(STAMP)
+	./scripts/ensure-services.sh
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick,)

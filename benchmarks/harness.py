@@ -238,8 +238,9 @@ def postgres_cpu_seconds() -> float:
 
     with psycopg.connect(psycopg_dsn("postgres"), autocommit=True) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with open(f"/proc/{backend}/stat", "rb") as fh:
-        stat = fh.read()
+        # Read while the backend lives: once the connection closes its /proc entry goes.
+        with open(f"/proc/{backend}/stat", "rb") as fh:
+            stat = fh.read()
     postmaster = int(stat[stat.rfind(b")") + 2 :].split()[1])
     with open(f"/proc/{postmaster}/stat", "rb") as fh:
         stat = fh.read()

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 import harness
+import results as results_mod
 
 DB_NAME = "bench_ipn"
 REDIS_INDEX = 14  # the test suite uses 7-9 and 13
@@ -39,7 +40,12 @@ API_KEY = harness.SANDBOX_CREDENTIALS["api_key"]
 IPN_SECRET = harness.SANDBOX_CREDENTIALS["ipn_secret"]
 WEBHOOK_PATH = "/payments/webhooks/nowpayments/"
 STEPS = ("confirming", "confirmed", "sending", "finished")
-P99_TARGET_MS = 50.0
+P99_TARGET_MS = 20.0
+CPU_TARGET_MS = 2.0
+CREDIT_PACED_TARGET_MS = 50.0
+CREDIT_BURST_TARGET_MS = 500.0
+CREDIT_PACED_RATE = 10.0
+TRIVIAL_PATH = "/bench/trivial/"
 WARMUP_PAYMENTS = 25
 WARMUP_RATE = 50.0
 PROFILE_PAYMENTS = 2  # replayed in-process under --profile, outside the load
@@ -66,6 +72,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--db", default=DB_NAME)
     parser.add_argument("--redis-db", type=int, default=REDIS_INDEX)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--credit-paced", type=int, default=200, help="finished IPNs at 10/s")
+    parser.add_argument("--credit-burst", type=int, default=200, help="finished IPNs at once")
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=2,
+        help="the settlement worker that applies stored IPNs (PAYMENTS_IPN_APPLY=worker)",
+    )
+    parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -232,9 +247,9 @@ def build_schedule(
     return [ipn for _, ipn in before], [ipn for _, ipn in window[:total]]
 
 
-def request_bytes(ipn: Ipn, port: int) -> bytes:
+def request_bytes(ipn: Ipn, port: int, path: str = WEBHOOK_PATH) -> bytes:
     head = (
-        f"POST {WEBHOOK_PATH} HTTP/1.1\r\n"
+        f"POST {path} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"
         "Content-Type: application/json\r\n"
         "User-Agent: NOWPayments-bench\r\n"
@@ -276,9 +291,9 @@ async def _send(port: int, data: bytes, result: Result, timeout: float) -> None:
 
 
 async def _open_loop(
-    port: int, schedule: list[Ipn], rate: float, timeout: float
+    port: int, schedule: list[Ipn], rate: float, timeout: float, path: str
 ) -> tuple[list[Result], float, float]:
-    payloads = [request_bytes(ipn, port) for ipn in schedule]
+    payloads = [request_bytes(ipn, port, path) for ipn in schedule]
     t0 = time.monotonic() + 0.2
     results = [Result(scheduled=t0 + i / rate) for i in range(len(schedule))]
     tasks = []
@@ -294,9 +309,9 @@ async def _open_loop(
 
 
 def run_load(
-    port: int, schedule: list[Ipn], rate: float, timeout: float
+    port: int, schedule: list[Ipn], rate: float, timeout: float, path: str = WEBHOOK_PATH
 ) -> tuple[list[Result], float, float]:
-    return asyncio.run(_open_loop(port, schedule, rate, timeout))
+    return asyncio.run(_open_loop(port, schedule, rate, timeout, path))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -319,6 +334,48 @@ def is_error(r: Result) -> bool:
     return bool(r.error) or r.http != 200 or r.body.get("status") == "error"
 
 
+def start_worker(args: argparse.Namespace, env: dict[str, str], logs: Any) -> harness.Child:
+    """The settlement worker that applies the stored IPNs (the product's default mode)."""
+    from project.celery import app
+
+    name = "bench-ipn"
+    argv = [str(harness.BIN / "celery"), "-A", "project", "worker", "-Q", "settlement"]
+    argv += ["-c", str(args.worker_concurrency), "-n", f"{name}@%h", "--loglevel", "INFO"]
+    worker = harness.Child(name, argv, env, logs / "worker.log")
+
+    def ready() -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"worker exited early:\n{worker.tail()}")
+        return any(next(iter(r)).startswith(name) for r in app.control.ping(timeout=0.5))
+
+    harness.wait_until(ready, timeout=90, interval=0.5, what="the worker to answer a ping")
+    return worker
+
+
+def wait_applied(worker: harness.Child, timeout: float = 180.0) -> None:
+    """Until no stored IPN waits to be applied (in inline mode none ever waits)."""
+    from payments.models import ProviderEvent
+
+    def applied() -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"worker died:\n{worker.tail()}")
+        return not ProviderEvent.objects.filter(outcome="received").exists()
+
+    harness.wait_until(applied, timeout=timeout, interval=0.05, what="stored IPNs applied")
+
+
+def drain(port: int, probe: Ipn, timeout: float) -> None:
+    """Wait until the server answers the trivial view within 100 ms (an earlier phase's
+    backlog must not spill into the next one's figures)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        (r,), _, _ = run_load(port, [probe], 1.0, timeout, TRIVIAL_PATH)
+        if not is_error(r) and r.done - r.scheduled < 0.1:
+            return
+        time.sleep(0.5)
+    print("warning: the server did not drain within 120 s", flush=True)
+
+
 # --- gunicorn ------------------------------------------------------------------------------
 
 
@@ -330,6 +387,12 @@ def free_port() -> int:
 
 def start_gunicorn(args: argparse.Namespace, env: dict[str, str], logs: Any) -> tuple[Any, int]:
     port = free_port()
+    # The product's settings and URLs plus one trivial view (bench_settings.py, bench_urls.py).
+    env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "bench_settings",
+        "PYTHONPATH": os.pathsep.join([str(harness.REPO / "benchmarks"), str(harness.REPO)]),
+    }
     server = harness.Child(
         "gunicorn",
         [
@@ -408,6 +471,20 @@ def replay_in_process(spare: dict[str, list[Ipn]]) -> str:
     )
 
 
+def deposit_times(provider_ids: set[str]) -> dict[str, float]:
+    """provider payment id -> the epoch seconds of its deposit posting's created_at."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT p.provider_payment_id, extract(epoch FROM t.created_at) FROM "
+            "payments_transaction t JOIN payments_payment p ON p.id = t.payment_id "
+            "WHERE t.transaction_type = 'deposit' AND p.provider_payment_id = ANY(%s)",
+            [list(provider_ids)],
+        )
+        return {pid: float(at) for pid, at in cur.fetchall()}
+
+
 # --- verification --------------------------------------------------------------------------
 
 
@@ -478,8 +555,16 @@ def main() -> int:
         migrate_s = harness.migrate(env, logs)
         harness.setup_django({**env, "LOG_LEVEL": "WARNING"})
         t = time.perf_counter()
-        ipns = create_payments(n_payments + WARMUP_PAYMENTS + PROFILE_PAYMENTS, sandbox, rng)
+        n_credit = args.credit_paced + args.credit_burst
+        ipns = create_payments(
+            n_payments + WARMUP_PAYMENTS + PROFILE_PAYMENTS + n_credit, sandbox, rng
+        )
     spare = {pid: ipns.pop(pid) for pid in list(ipns)[-PROFILE_PAYMENTS:]}
+    # Time to credit: payments that get nothing but their finished IPN, paced or all at once.
+    credit_ids = list(ipns)[-n_credit:] if n_credit else []
+    credit = {pid: ipns.pop(pid)[-1] for pid in credit_ids}
+    paced = [credit[pid] for pid in credit_ids[: args.credit_paced]]
+    burst = [credit[pid] for pid in credit_ids[args.credit_paced :]]
     warm_ids = list(ipns)[:WARMUP_PAYMENTS]
     warmup = [ipns[pid][step] for step in range(len(STEPS)) for pid in warm_ids]
     measured = {pid: steps for pid, steps in ipns.items() if pid not in set(warm_ids)}
@@ -498,6 +583,7 @@ def main() -> int:
     web_env = dict(env)
     if args.db_options:
         web_env["DATABASE_URL"] = f"{db_url}?{args.db_options}"
+    worker = start_worker(args, env, logs)
     server, port = start_gunicorn(args, web_env, logs)
     try:
         warm, _, _ = run_load(port, warmup, WARMUP_RATE, args.timeout)
@@ -519,11 +605,35 @@ def main() -> int:
         spy = None
         if args.profile:
             spy = harness.pyspy_start(server.pid, logs / "pyspy.txt", logs / "pyspy.log")
-        results, t0, max_lag = run_load(port, schedule, args.rate, args.timeout)
+        with results_mod.LoadMeter() as ipn_load:
+            results, t0, max_lag = run_load(port, schedule, args.rate, args.timeout)
         meter.stop(groups)
         harness.pyspy_stop(spy)
+        # The floor: a trivial view under the same gunicorn, the same bodies at the same rate.
+        drain(port, schedule[0], args.timeout)
+        groups["gunicorn"] = harness.process_tree(server.pid)
+        trivial_meter = harness.CpuMeter()
+        trivial_meter.start(groups)
+        with results_mod.LoadMeter() as trivial_load:
+            trivial, _, _ = run_load(port, schedule, args.rate, args.timeout, TRIVIAL_PATH)
+        trivial_meter.stop(groups)
+        print(f"trivial view: {len(trivial)} requests at {args.rate:.0f}/s", flush=True)
+        credit_runs = {}
+        for label, batch, rate in (
+            (f"paced {CREDIT_PACED_RATE:.0f}/s", paced, CREDIT_PACED_RATE),
+            ("at once", burst, 1e9),
+        ):
+            if batch:
+                drain(port, schedule[0], args.timeout)
+                with results_mod.LoadMeter() as credit_load:
+                    sent_at, _, _ = run_load(port, batch, rate, args.timeout)
+                    wait_applied(worker)
+                credit_runs[label] = (batch, sent_at, credit_load.result)
+        wait_applied(worker)
     finally:
         server.stop()
+        worker.stop()
+    wall_offset = time.time() - time.monotonic()
 
     latencies = [(r.done - r.scheduled) * 1000 for r in results if not r.error]
     errors = [r for r in results if is_error(r)]
@@ -533,7 +643,7 @@ def main() -> int:
     responses: dict[str, int] = {}
     for r in results:
         responses[response_key(r)] = responses.get(response_key(r), 0) + 1
-    sent = [*warmup, *before, *schedule]
+    sent = [*warmup, *before, *schedule, *paced, *burst]
     finished_ids = {ipn.provider_id for ipn in sent if ipn.status == "finished"}
     started_ids = {ipn.provider_id for ipn in sent}
     problems, outcomes = verify(finished_ids)
@@ -631,6 +741,75 @@ def main() -> int:
         print(harness.collapsed_summary(logs / "pyspy.txt"))
         print("\n== one IPN of each kind through Django's test client, alone, in-process ==")
         print(replay_in_process(spare))
+    out = results_mod.Results("ipn_load", args.quick)
+    trivial_lat = [(r.done - r.scheduled) * 1000 for r in trivial if not r.error]
+    trivial_errors = sum(is_error(r) for r in trivial)
+    t99 = percentile(trivial_lat, 99)
+    cpu_ipn = meter.used("gunicorn") / n * 1000
+    cpu_trivial = trivial_meter.used("gunicorn") / max(len(trivial), 1) * 1000
+    if trivial_errors:
+        sample = next(r for r in trivial if is_error(r))
+        print(f"trivial view: first error http {sample.http} {sample.error or sample.body}")
+    print(
+        f"trivial view, same gunicorn: p50 {percentile(trivial_lat, 50):.1f} ms, p99 {t99:.1f} ms, "
+        f"{trivial_errors} errors, gunicorn CPU {cpu_trivial:.2f} ms a request"
+    )
+    figure = f"IPN at {args.rate:.0f}/s for {args.duration:.0f} s"
+    out.add(
+        results_mod.Row(
+            row="3",
+            figure=f"{figure}: p99 latency ({len(errors)} errors)",
+            ours=f"{p99:.1f} ms (p50 {p50:.1f})",
+            baseline=f"trivial view, same gunicorn: {t99:.1f} ms",
+            ratio=f"{p99 / t99:.1f}x" if t99 else "-",
+            target=f"<= {P99_TARGET_MS:.0f} ms",
+            ok=ok,
+            load=f"{ipn_load.result.text()}; {trivial_load.result.text()}",
+        )
+    )
+    out.add(
+        results_mod.Row(
+            row="3",
+            figure=f"{figure}: web (gunicorn) CPU per IPN",
+            ours=f"{cpu_ipn:.2f} ms",
+            baseline=f"trivial view: {cpu_trivial:.2f} ms",
+            ratio=f"{cpu_ipn / cpu_trivial:.1f}x" if cpu_trivial else "-",
+            target=f"<= {CPU_TARGET_MS:.0f} ms",
+            ok=cpu_ipn <= CPU_TARGET_MS,
+            load=f"{ipn_load.result.text()}; {trivial_load.result.text()}",
+        )
+    )
+    credited = deposit_times({ipn.provider_id for ipn in [*paced, *burst]})
+    for label, (batch, sent_at, load) in credit_runs.items():
+        waits = [
+            (credited[ipn.provider_id] - (r.scheduled + wall_offset)) * 1000
+            for ipn, r in zip(batch, sent_at, strict=True)
+            if ipn.provider_id in credited
+        ]
+        responses_ms = [(r.done - r.scheduled) * 1000 for r in sent_at if not r.error]
+        missing = len(batch) - len(waits)
+        target = CREDIT_PACED_TARGET_MS if "paced" in label else CREDIT_BURST_TARGET_MS
+        c99 = percentile(waits, 99)
+        print(
+            f"time to credit through the IPN, {label}: p50 {percentile(waits, 50):.1f} ms, "
+            f"p99 {c99:.1f} ms, max {max(waits, default=math.nan):.1f} ms; responses p99 "
+            f"{percentile(responses_ms, 99):.1f} ms; {missing} not credited"
+        )
+        out.add(
+            results_mod.Row(
+                row="4",
+                figure=f"time to credit through the IPN (finished IPN sent -> deposit "
+                f"created_at), {len(batch)} {label}",
+                ours=f"p99 {c99:.1f} ms (p50 {percentile(waits, 50):.1f})",
+                baseline=f"the IPN's own response p99 {percentile(responses_ms, 99):.1f} ms",
+                ratio="-",
+                target=f"p99 <= {target:.0f} ms",
+                ok=c99 <= target and not missing,
+                load=load.text(),
+            )
+        )
+    out.print_section()
+    out.write()
     if errors:
         sample = errors[0]
         print(f"first error: http {sample.http} {sample.error or sample.body}")

@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 import harness
+import results as results_mod
 
 DB_NAME = "bench_polling"
 REDIS_INDEX = 11  # the test suite uses 7-9 and 13
@@ -61,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile the poll cycles")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--quick", action="store_true")
     return parser.parse_args()
 
 
@@ -86,12 +88,14 @@ def create_payments(args: argparse.Namespace, sandbox: Any) -> tuple[dict[str, s
     users = user_model.objects.bulk_create(
         [user_model(username=f"poll{i:05d}", password="!") for i in range(args.users)]  # noqa: S106
     )
-    currency = Currency.objects.create(
+    currency, _ = Currency.objects.get_or_create(
         code="USDTTRC20",
-        name="Tether USD (TRC20)",
-        token="USDT",  # noqa: S106 - a ticker
-        network="TRC20",
-        decimal_places=6,
+        defaults={
+            "name": "Tether USD (TRC20)",
+            "token": "USDT",
+            "network": "TRC20",
+            "decimal_places": 6,
+        },
     )
     amounts = [Decimal(rng.randrange(2_000, 50_000)) / 100 for _ in range(args.payments)]
 
@@ -351,7 +355,9 @@ SCENARIOS = {
 
 
 def measure(args: argparse.Namespace, sandbox: Any, plan: dict[str, str], seed: str) -> dict:
-    poll = run_poll(sandbox, seed, profile=args.profile)
+    with results_mod.LoadMeter() as load:
+        poll = run_poll(sandbox, seed, profile=args.profile)
+    poll["load"] = load.result
     poll["problems"] = check_local(plan)
     print(
         f"[{seed}] poll: {poll['wall']:.2f}s, {poll['requests']} requests {poll['counts']}; "
@@ -359,7 +365,9 @@ def measure(args: argparse.Namespace, sandbox: Any, plan: dict[str, str], seed: 
         + ("OK" if not poll["problems"] else "; ".join(poll["problems"])),
         flush=True,
     )
-    base = run_per_payment(sandbox, seed, args.baseline_sample, args.seed)
+    with results_mod.LoadMeter() as load:
+        base = run_per_payment(sandbox, seed, args.baseline_sample, args.seed)
+    base["load"] = load.result
     base["problems"] = check_local(plan, base["chosen"])
     print(
         f"[{seed}] per-payment: {base['timed']} of {base['active']} timed in "
@@ -490,6 +498,29 @@ def main() -> int:
         runs = {seed: measure(args, sandbox, plan, seed) for seed in args.states}
         listing = apply_statements(plan) if args.profile else ""
     report(runs)
+    out = results_mod.Results("polling", args.quick)
+    for seed, run in runs.items():
+        poll, base = run["poll"], run["base"]
+        sampled = base["timed"] < base["active"]
+        note = f" (extrapolated from {base['timed']})" if sampled else ""
+        out.add(
+            results_mod.Row(
+                row="5",
+                figure=f"poll cycle over {base['active']:,} active payments ({seed}): "
+                "provider requests, time",
+                ours=f"{poll['requests']} requests, {poll['wall']:.2f} s",
+                baseline=f"per-payment status + apply, same writes: "
+                f"{base['requests_full']:,.0f} requests, {base['wall_full']:.2f} s{note}",
+                ratio=f"{poll['wall'] / base['wall_full']:.3f}x time",
+                target=f"<= {MAX_REQUESTS} requests",
+                ok=poll["requests"] <= MAX_REQUESTS
+                and not poll["problems"]
+                and not base["problems"],
+                load=f"{poll['load'].text()}; {base['load'].text()}",
+            )
+        )
+    out.print_section()
+    out.write()
     if listing:
         print("\n== one payment_apply_report of each kind, alone, in-process ==")
         print(listing)
