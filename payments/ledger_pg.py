@@ -9,6 +9,7 @@ and its balance change are written by ONE statement, as migration 0018's trigger
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -93,23 +94,33 @@ WRITE_OR_SKIP = _WRITE.format(conflict="ON CONFLICT DO NOTHING")
 def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Execute one statement on Django's connection, values bound by the server: its rows.
 
-    Errors come out as Django's (IntegrityError, ...), and the statement is logged where
-    Django logs queries (DEBUG, ``CaptureQueriesContext``).
+    Errors come out as Django's (IntegrityError, ...), the statement is logged where Django
+    logs queries (DEBUG, ``CaptureQueriesContext``), and it passes through the connection's
+    execute wrappers like any ORM query (the API's idempotency guard notes writes there: a
+    write it could not see would let a retry write twice).
     """
     connection.ensure_connection()
     started = time.monotonic()
-    with connection.wrap_database_errors:
-        cursor = psycopg.Cursor(connection.connection)
-        try:
-            cursor.execute(sql, params, prepare=False)
-            rows = cursor.fetchall() if cursor.description is not None else []
-        finally:
-            cursor.close()
+    found: list[tuple[Any, ...]] = []
+
+    def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+        with connection.wrap_database_errors:
+            cursor = psycopg.Cursor(connection.connection)
+            try:
+                cursor.execute(sql, params, prepare=False)
+                found.extend(cursor.fetchall() if cursor.description is not None else [])
+            finally:
+                cursor.close()
+
+    executor: Any = execute
+    for wrapper in reversed(connection.execute_wrappers):
+        executor = functools.partial(wrapper, executor)
+    executor(sql, params, False, {"connection": connection, "cursor": None})
     if connection.queries_logged:
         connection.queries_log.append(
             {"sql": sql, "time": f"{time.monotonic() - started:.3f}", "params": "server-bound"}
         )
-    return rows
+    return found
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
