@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from payments.bulk import update_rows
@@ -188,6 +188,12 @@ def _apply_claimed(events: list[ProviderEvent]) -> tuple[list[_Row], list[int]]:
 def _record(rows: list[_Row]) -> None:
     """Record the outcomes of a batch in one statement, in the batch's transaction."""
     now = timezone.now()
+    if connection.vendor != "postgresql":  # the embedded demo's SQLite: one update a row
+        for event_id, outcome, detail, payment_id in rows:
+            ProviderEvent._base_manager.filter(pk=event_id).update(
+                outcome=outcome, detail=detail, processed_at=now, payment_id=payment_id
+            )
+        return
     update_rows(
         table="payments_providerevent",
         key=("id", "bigint"),
