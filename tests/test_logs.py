@@ -176,6 +176,10 @@ def test_a_payout_unread_every_sweep_is_logged_once(
 
     from payments import ledger
     from payments.services import withdrawals
+
+    # Every sweep reads the payout again (no per-item backoff), so that the log is what repeats.
+    settings.PAYMENTS_ITEM_RETRY_SECONDS = 0
+    settings.PAYMENTS_ITEM_RETRY_MAX_SECONDS = 0
     from tests.factories import UserFactory
 
     monkeypatch.setattr(payouts, "REPEATS", RepeatLimiter())
