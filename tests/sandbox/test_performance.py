@@ -46,6 +46,9 @@ def test_creating_payments_does_not_degrade(api: Api) -> None:
         )
         timings.append(time.perf_counter() - started)
         assert answer.status_code == 201
-    first, last = statistics.median(timings[:300]), statistics.median(timings[-300:])
+    # The fastest tenth of each end: a busy machine stretches some calls, but a
+    # sandbox that scans what it stores slows every call, the fastest included.
+    first = statistics.quantiles(timings[:300], n=10)[0]
+    last = statistics.quantiles(timings[-300:], n=10)[0]
     assert last < max(first * 2, 0.005), (first, last)
     assert statistics.median(timings) < 0.02
