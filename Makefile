@@ -24,7 +24,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	./scripts/ensure-services.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache .hypothesis
