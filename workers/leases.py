@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -58,16 +58,36 @@ def exclusive_run(name: str, *, min_interval: float, max_runtime: float) -> Iter
         yield True
     except BaseException:
         # A failed run leaves the tick open, so its retry is not skipped as a duplicate.
-        PeriodicRun.objects.filter(name=name, holder=_holder()).update(
+        _release(
+            name,
             running_until=None,
             last_started_at=None,
             last_finished_at=timezone.now(),
             last_error=traceback.format_exc()[-4000:],
         )
         raise
-    PeriodicRun.objects.filter(name=name, holder=_holder()).update(
-        running_until=None, last_finished_at=timezone.now(), last_error=""
-    )
+    _release(name, running_until=None, last_finished_at=timezone.now(), last_error="")
+
+
+def _release(name: str, **fields: Any) -> None:
+    """Give the lease back, on a fresh connection if the run's own died under it.
+
+    A run that failed because PostgreSQL ended its connection (a restart, a failover,
+    ``pg_terminate_backend``) would otherwise fail to release too, and its job would be
+    skipped as "already running" until ``max_runtime`` passed: five minutes without payouts
+    after a one-second blip. If even the fresh connection fails, the lease expires as before.
+    """
+    try:
+        PeriodicRun.objects.filter(name=name, holder=_holder()).update(**fields)
+        return
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+    try:
+        PeriodicRun.objects.filter(name=name, holder=_holder()).update(**fields)
+    except (OperationalError, InterfaceError):
+        logger.warning("periodic job %s: lease not released (database unavailable)", name)
 
 
 def record_result(name: str, result: dict[str, Any]) -> None:

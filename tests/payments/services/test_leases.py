@@ -79,3 +79,30 @@ def test_a_dead_holder_is_taken_over_after_its_max_runtime():
     time.sleep(0.3)
     with exclusive_run("crashy", min_interval=0, max_runtime=5) as go:
         assert go
+
+
+@pytest.mark.parametrize("outcome", ["in_a_query", "raised"])
+def test_a_run_whose_connection_was_ended_still_gives_the_lease_back(outcome: str) -> None:
+    """PostgreSQL ends the connection mid-run (a restart, ``pg_terminate_backend``): the lease
+    is released on a fresh connection, so the next tick runs instead of being skipped as
+    "already running" for ``max_runtime``."""
+    from django.db import OperationalError, connection
+
+    from tests.payments.test_database_unavailable import end_own_connection
+
+    with (  # noqa: PT012 - the run, then its failure
+        pytest.raises(OperationalError),
+        exclusive_run("job", min_interval=0, max_runtime=300) as go,
+    ):
+        assert go is True
+        end_own_connection()
+        if outcome == "in_a_query":
+            PeriodicRun.objects.count()  # the run's next query meets the dead connection
+        else:
+            raise OperationalError("the run ended on its own, the connection is dead")
+    connection.close()
+    run = PeriodicRun.objects.get(name="job")
+    assert run.running_until is None
+    assert "OperationalError" in run.last_error
+    with exclusive_run("job", min_interval=0, max_runtime=300) as go:
+        assert go is True
