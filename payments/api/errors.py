@@ -17,6 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from payments.errors import PaymentsError
+from payments.middleware import CODE as UNAVAILABLE_CODE
+from payments.middleware import MESSAGE as UNAVAILABLE_MESSAGE
+from payments.middleware import RETRY_AFTER_SECONDS, database_unavailable, log_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,13 @@ logger = logging.getLogger(__name__)
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, PaymentsError):
         return Response(exc.as_dict(), status=exc.status_code)
+    if database_unavailable(exc):  # a restart or failover: retry, not a bug (payments/middleware)
+        log_unavailable(context["request"], exc)
+        return Response(
+            {"code": UNAVAILABLE_CODE, "message": UNAVAILABLE_MESSAGE},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, DjangoValidationError):
         return Response({"code": "invalid", "message": " ".join(exc.messages)}, status=400)
     if isinstance(exc, Http404):

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "payments",
 ]
 MIDDLEWARE = [
+    "payments.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
