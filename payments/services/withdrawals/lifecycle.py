@@ -209,8 +209,11 @@ def withdrawal_cancel(*, withdrawal_id: uuid.UUID, user: Any) -> WithdrawalReque
         return withdrawal
 
 
-def withdrawal_start_processing(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
-    return _transition(withdrawal_id, WithdrawalStatus.PROCESSING)
+def withdrawal_start_processing(*, withdrawal_id: uuid.UUID, claim: str = "") -> WithdrawalRequest:
+    """approved -> processing. ``claim``, a token the caller made up, is kept in
+    ``provider_data["claim"]`` so that a caller whose commit got no answer can tell on a fresh
+    connection whether the claim is its own (``payouts.withdrawal_payout_send``)."""
+    return _transition(withdrawal_id, WithdrawalStatus.PROCESSING, claim=claim)
 
 
 def withdrawal_complete(
@@ -305,6 +308,7 @@ def _transition(
     *,
     confirmation: Confirmation = Confirmation.OPERATOR,
     note: str = "",
+    claim: str = "",
     **changes: Any,
 ) -> WithdrawalRequest:
     with transaction.atomic():
@@ -316,6 +320,8 @@ def _transition(
             )
         for name, value in changes.items():
             setattr(withdrawal, name, value)
+        if claim:
+            withdrawal.provider_data = {**(withdrawal.provider_data or {}), "claim": claim}
         if note:
             _append_note(withdrawal, withdrawal.admin_user, note)
         withdrawal.status = new_status

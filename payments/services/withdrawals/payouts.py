@@ -23,6 +23,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -83,10 +84,10 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     except PaymentsError as exc:
         _attempt_failed(withdrawal.pk, f"pricing the payout: {backoff.describe(exc)}")
         return WithdrawalRequest.objects.get(pk=withdrawal.pk)
-    try:
-        withdrawal = withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal_id)
-    except InvalidTransition:
+    claimed = _claim(withdrawal_id)
+    if claimed is None:
         return WithdrawalRequest.objects.get(pk=withdrawal_id)  # another worker claimed it
+    withdrawal = claimed
     request = PayoutRequest(
         address=withdrawal.wallet_address,
         currency=withdrawal.currency.provider_code,
@@ -116,6 +117,39 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
         _attempt_worked(withdrawal)
     logger.info("payout of withdrawal %s created: batch %s", withdrawal.pk, batch.id)
     return WithdrawalRequest.objects.get(pk=withdrawal.pk)
+
+
+def _claim(withdrawal_id: uuid.UUID) -> WithdrawalRequest | None:
+    """Claim an approved withdrawal (approved -> processing) for this worker; None if another
+    worker has it.
+
+    PostgreSQL may end the connection while the claim commits (a restart, a failover,
+    ``pg_terminate_backend``) and the claim may have held all the same. Without a way to tell,
+    that withdrawal would wait an hour as "processing, payout creation unanswered" and then go
+    to an operator, although nothing was sent. So the claim writes a token of its own, and on
+    a lost answer it is read back on a fresh connection: our token means the claim is ours and
+    no payout was created yet, so this worker goes on; an approved row means it rolled back
+    (the error stands: the next sweep sends it again).
+    """
+    token = uuid.uuid4().hex
+    try:
+        return withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal_id, claim=token)
+    except InvalidTransition:
+        return None
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        withdrawal = WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
+        if withdrawal.status == WithdrawalStatus.APPROVED:
+            raise
+        if (withdrawal.provider_data or {}).get("claim") != token:
+            return None
+        logger.warning(
+            "withdrawal %s: the claim's commit got no answer but it held; sending the payout",
+            withdrawal.pk,
+        )
+        return withdrawal
 
 
 def payouts_poll(*, limit: int = 200) -> PayoutPollResult:

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import OperationalError, connection, transaction
 
 from payments import ledger
 from payments.errors import ProviderUnavailable
@@ -323,3 +324,68 @@ def test_a_withdrawal_that_cannot_be_priced_stays_approved_and_backed_off(
         "a send queued before the backoff does nothing either"
     )
     assert sandbox.control.payouts() == []
+
+
+def is_claim(sql: str, params) -> bool:
+    """The claim's write: the withdrawal's row updated to processing."""
+    return sql.startswith('UPDATE "payments_withdrawalrequest"') and "processing" in (params or ())
+
+
+class LostAnswer:
+    """Lets the claim commit, then fails its caller as PostgreSQL ending the connection at that
+    moment would: committed, unanswered. With ``rollback`` the claim's write fails instead, and
+    its transaction rolls back (nothing held); ``then`` runs before the first statement after
+    that (another worker, between our error and our look)."""
+
+    def __init__(self, *, rollback: bool = False, then=None) -> None:
+        self.rollback, self.then = rollback, then
+        self.stage = "claim"
+
+    def __call__(self, execute, sql, params, many, context):
+        if self.stage == "claim" and is_claim(sql, params):
+            self.stage = "after"
+            if self.rollback:
+                raise OperationalError("terminating connection due to administrator command")
+            transaction.on_commit(self.lose)
+        elif self.stage == "after" and not transaction.get_connection().in_atomic_block:
+            self.stage = "done"
+            if self.then is not None:
+                self.then()
+        return execute(sql, params, many, context)
+
+    @staticmethod
+    def lose() -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+
+def test_a_claim_committed_without_an_answer_is_still_paid_out_once(sandbox, approved):
+    with connection.execute_wrapper(LostAnswer()):
+        sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert sent.status == "processing"
+    assert sent.provider_batch_id, "the claim held, so this worker sent the payout"
+    (batch,) = sandbox.control.payouts()
+    assert batch["verified"] is True
+    again = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert again.provider_batch_id == sent.provider_batch_id
+    assert len(sandbox.control.payouts()) == 1, "paid once"
+
+
+def test_a_claim_that_rolled_back_leaves_it_approved_for_the_next_sweep(sandbox, approved):
+    with pytest.raises(OperationalError), connection.execute_wrapper(LostAnswer(rollback=True)):
+        payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert WithdrawalRequest.objects.get(pk=approved.pk).status == "approved"
+    assert sandbox.control.payouts() == []
+    assert payouts.withdrawal_payout_send(withdrawal_id=approved.pk).provider_batch_id
+    assert len(sandbox.control.payouts()) == 1
+
+
+def test_a_lost_claim_another_worker_then_took_is_left_to_it(sandbox, approved):
+    def another_worker() -> None:
+        withdrawals.withdrawal_start_processing(withdrawal_id=approved.pk, claim="theirs")
+
+    with connection.execute_wrapper(LostAnswer(rollback=True, then=another_worker)):
+        left = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert left.status == "processing"
+    assert left.provider_data["claim"] == "theirs"
+    assert left.provider_batch_id == ""
+    assert sandbox.control.payouts() == [], "the worker holding the claim sends it, not us"
