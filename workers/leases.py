@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -24,6 +25,28 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# The jobs this process is running now. A lease held under this process's name for a job not
+# among them was left behind: its release (or the answer to its acquisition's commit) was lost
+# with the connection. This process takes such a lease back at once instead of skipping the
+# job until ``max_runtime`` passes.
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+def _start(name: str) -> bool:
+    """Mark ``name`` as running here; False if it already is (another thread of ours)."""
+    with _running_lock:
+        if name in _running:
+            return False
+        _running.add(name)
+        return True
+
+
+def _stop(name: str) -> None:
+    with _running_lock:
+        _running.discard(name)
+
+
 @contextmanager
 def exclusive_run(name: str, *, min_interval: float, max_runtime: float) -> Iterator[bool]:
     """Yield True when this process may run job ``name`` now, False when it must skip.
@@ -31,25 +54,23 @@ def exclusive_run(name: str, *, min_interval: float, max_runtime: float) -> Iter
     It may run when nobody holds the lease (or the holder's ``max_runtime`` has passed: it
     died) and the last run started at least ``min_interval`` seconds ago. Two beat processes
     sending the same tick therefore cause one run, and a slow run is never joined by another.
+    A lease this very process left behind (its release lost with the connection) is taken
+    back at once.
     """
     now = timezone.now()
-    PeriodicRun.objects.bulk_create([PeriodicRun(name=name)], ignore_conflicts=True)
-    with transaction.atomic():
-        acquired = (
-            PeriodicRun.objects.filter(name=name)
-            .filter(Q(running_until__isnull=True) | Q(running_until__lt=now))
-            .filter(
-                Q(last_started_at__isnull=True)
-                | Q(last_started_at__lte=now - timedelta(seconds=min_interval))
-            )
-            .update(
-                holder=_holder(),
-                running_until=now + timedelta(seconds=max_runtime),
-                last_started_at=now,
-                run_count=F("run_count") + 1,
-            )
-        )
+    free = Q(running_until__isnull=True) | Q(running_until__lt=now)
+    mine = _start(name)
+    if mine:
+        free |= Q(holder=_holder())  # left behind by this process: no run of it is going on
+    try:
+        acquired = _acquire(name, now, free, min_interval=min_interval, max_runtime=max_runtime)
+    except BaseException:
+        if mine:
+            _stop(name)
+        raise
     if not acquired:
+        if mine:
+            _stop(name)
         PeriodicRun.objects.filter(name=name).update(skipped_count=F("skipped_count") + 1)
         logger.info("periodic job %s skipped: already running or ran this tick", name)
         yield False
@@ -66,7 +87,30 @@ def exclusive_run(name: str, *, min_interval: float, max_runtime: float) -> Iter
             last_error=traceback.format_exc()[-4000:],
         )
         raise
-    _release(name, running_until=None, last_finished_at=timezone.now(), last_error="")
+    else:
+        _release(name, running_until=None, last_finished_at=timezone.now(), last_error="")
+    finally:
+        if mine:
+            _stop(name)
+
+
+def _acquire(name: str, now: datetime, free: Q, *, min_interval: float, max_runtime: float) -> int:
+    PeriodicRun.objects.bulk_create([PeriodicRun(name=name)], ignore_conflicts=True)
+    with transaction.atomic():
+        return (
+            PeriodicRun.objects.filter(name=name)
+            .filter(free)
+            .filter(
+                Q(last_started_at__isnull=True)
+                | Q(last_started_at__lte=now - timedelta(seconds=min_interval))
+            )
+            .update(
+                holder=_holder(),
+                running_until=now + timedelta(seconds=max_runtime),
+                last_started_at=now,
+                run_count=F("run_count") + 1,
+            )
+        )
 
 
 def _release(name: str, **fields: Any) -> None:

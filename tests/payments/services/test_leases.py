@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from payments.models import PeriodicRun
-from workers.leases import exclusive_run, run_periodic
+from workers.leases import _holder, exclusive_run, run_periodic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,3 +108,20 @@ def test_a_run_whose_connection_was_ended_still_gives_the_lease_back(outcome: st
     assert "OperationalError" in run.last_error
     with exclusive_run("job", min_interval=0, max_runtime=300) as go:
         assert go is True
+
+
+def test_a_lease_this_process_left_behind_is_taken_back_at_once():
+    # A run whose release was lost with its connection (twice over): the row still names this
+    # process as running it for max_runtime, though nothing of it runs here.
+    run_periodic("orphan", dict, min_interval=0, max_runtime=300)
+    left = PeriodicRun.objects.filter(name="orphan")
+    left.update(holder=_holder(), running_until=timezone.now() + timedelta(seconds=300))
+    assert run_periodic("orphan", lambda: {"back": 1}, min_interval=0, max_runtime=300) == {
+        "back": 1
+    }
+    assert left.get().running_until is None
+
+    left.update(holder="other-host:1", running_until=timezone.now() + timedelta(seconds=300))
+    assert run_periodic("orphan", dict, min_interval=0, max_runtime=300) == {"skipped": True}, (
+        "another process's lease is still honoured until its max_runtime"
+    )
