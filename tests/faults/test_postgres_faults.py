@@ -36,7 +36,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 
 from payments.management.commands.db_roles import ensure_app_role
-from payments.models import Payment, Transaction, WithdrawalRequest
+from payments.models import Payment, PeriodicRun, Transaction, WithdrawalRequest
 from payments.services import deposits as service
 from payments.services import withdrawals
 from payments.services.providers.nowpayments.signature import js_dumps, sign_ipn
@@ -148,6 +148,24 @@ def settled_withdrawals(ids: list[int]) -> int:
     return finished.count()
 
 
+def wait_for_withdrawals(stack: FaultStack, ids: list[int], *, what: str) -> None:
+    """Wait until every one of ``ids`` is completed or failed; say where each one is if not."""
+    try:
+        stack.wait_until(lambda: settled_withdrawals(ids) == len(ids), timeout=120, what=what)
+    except AssertionError as exc:
+        rows = WithdrawalRequest.objects.filter(pk__in=ids).values_list(
+            "pk",
+            "status",
+            "provider_batch_id",
+            "provider_payout_id",
+            "payout_attempts",
+            "payout_retry_at",
+            "payout_last_error",
+        )
+        leases = PeriodicRun.objects.values_list("name", "holder", "running_until", "last_error")
+        raise AssertionError(f"{exc}\nwithdrawals: {list(rows)}\nleases: {list(leases)}") from exc
+
+
 def test_terminated_connections_and_a_postgres_crash_lose_and_double_nothing(
     cluster: PrivatePostgres, cluster_stack: FaultStack, sandbox: Any
 ) -> None:
@@ -195,11 +213,7 @@ def test_terminated_connections_and_a_postgres_crash_lose_and_double_nothing(
             timeout=180,
             what="every payment of phase 1 settled after the cuts",
         )
-        stack.wait_until(
-            lambda: settled_withdrawals(paid_a) == len(paid_a),
-            timeout=120,
-            what="the withdrawals of phase 1 paid out or failed",
-        )
+        wait_for_withdrawals(stack, paid_a, what="the withdrawals of phase 1 paid out or failed")
         assert all(stack.alive().values()), ("a process died of a cut connection", stack.alive())
 
         # --- 2. PostgreSQL crashed while a wave settles, restarted on the same port -------
@@ -259,10 +273,8 @@ def test_terminated_connections_and_a_postgres_crash_lose_and_double_nothing(
             what="payments finished during the outage credited",
         )
         paid_b = approve_withdrawals(users, reviewer, usdt, 5)
-        stack.wait_until(
-            lambda: settled_withdrawals(paid_b) == len(paid_b),
-            timeout=120,
-            what="withdrawals approved after the restart paid out or failed",
+        wait_for_withdrawals(
+            stack, paid_b, what="withdrawals approved after the restart paid out or failed"
         )
     finally:
         desk.done.set()
