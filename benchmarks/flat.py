@@ -101,7 +101,7 @@ def build(postings: int, template: uuid.UUID, event_template: int, unsettled: in
         cur.execute(
             "DELETE FROM payments_providerevent WHERE id <> %s; "
             "TRUNCATE payments_transaction, payments_userbalance, payments_ledgerdrift, "
-            "payments_receivable, payments_paymentresolution CASCADE",
+            "payments_receivable, payments_paymentresolution, payments_settlementdue CASCADE",
             [event_template],
         )
         cur.execute("DELETE FROM payments_payment WHERE id <> %s", [template])
@@ -140,6 +140,8 @@ def build(postings: int, template: uuid.UUID, event_template: int, unsettled: in
             [event_template, template],
         )
         copy_payments(cur, template, unsettled, "completed", "U")
+        # Loaded with triggers off: the payments due for settlement are recomputed once.
+        cur.execute("SELECT payments_settlement_due_rebuild()")
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
     return time.perf_counter() - started

@@ -169,7 +169,10 @@ def reset_local(seed: str) -> None:
 
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL payments.allow_truncate = on")
-        cur.execute("TRUNCATE payments_transaction, payments_userbalance, payments_payment CASCADE")
+        cur.execute(
+            "TRUNCATE payments_transaction, payments_userbalance, payments_payment, "
+            "payments_settlementdue CASCADE"
+        )
         cur.execute(f"INSERT INTO payments_payment SELECT * FROM bench_seed_{seed}")
     with connection.cursor() as cur:
         for name in ("payments_payment", "payments_transaction", "payments_userbalance"):

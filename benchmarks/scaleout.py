@@ -151,7 +151,10 @@ def polling_runs(args: argparse.Namespace, sandbox: Any, env: dict[str, str], lo
 
     with transaction.atomic(), connection.cursor() as cur:  # the settlement runs' rows go
         cur.execute("SET LOCAL payments.allow_truncate = on")
-        cur.execute("TRUNCATE payments_transaction, payments_userbalance, payments_payment CASCADE")
+        cur.execute(
+            "TRUNCATE payments_transaction, payments_userbalance, payments_payment, "
+            "payments_settlementdue CASCADE"
+        )
     polling.create_payments(plan_args, sandbox)
     ids = [str(pk) for pk in Payment.objects.values_list("pk", flat=True)]
 

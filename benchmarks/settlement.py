@@ -190,7 +190,16 @@ def reset_ours() -> None:
             "total_withdrawn, transaction_count, created_at, updated_at) "
             "SELECT id, 0, 0, 0, 0, now(), now() FROM auth_user"
         )
-    vacuum(["payments_transaction", "payments_userbalance", "payments_payment"])
+        # TRUNCATE fires no trigger: every payment is due again, as the sweep must see it.
+        cur.execute("SELECT payments_settlement_due_rebuild()")
+    vacuum(
+        [
+            "payments_transaction",
+            "payments_userbalance",
+            "payments_payment",
+            "payments_settlementdue",
+        ]
+    )
 
 
 def reset_plain() -> None:

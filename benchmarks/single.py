@@ -116,7 +116,7 @@ def reset(args: argparse.Namespace, status: str, count: int) -> list[tuple[str, 
         cur.execute("SET LOCAL payments.allow_truncate = on")
         cur.execute(
             "TRUNCATE payments_transaction, payments_userbalance, payments_payment, "
-            "payments_providerevent CASCADE"
+            "payments_providerevent, payments_settlementdue CASCADE"
         )
         cur.execute(
             "INSERT INTO payments_userbalance (user_id, balance_usd, total_deposited, "

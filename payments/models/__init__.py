@@ -10,6 +10,7 @@ from payments.models.ops import LedgerDrift, PeriodicRun
 from payments.models.payment import Payment
 from payments.models.receivable import Receivable
 from payments.models.resolution import PaymentResolution
+from payments.models.settlement import SettlementDue
 from payments.models.transaction import Transaction
 from payments.models.webhook import (
     WebhookAttempt,
@@ -31,6 +32,7 @@ __all__ = [
     "PeriodicRun",
     "ProviderEvent",
     "Receivable",
+    "SettlementDue",
     "Transaction",
     "UserBalance",
     "WebhookAttempt",

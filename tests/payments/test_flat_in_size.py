@@ -30,10 +30,11 @@ from django.utils import timezone
 from payments import ledger
 from payments.admin import paging
 from payments.models import Currency, LedgerDrift, Transaction, UserBalance
+from payments.services import deposits
 from payments.services import reconcile_scope as scope_module
 from payments.services.reconcile import collect, examined, ledger_reconcile
 from payments.services.reconcile_scope import Scope, reconcile_scope
-from tests.factories import CurrencyFactory
+from tests.factories import CurrencyFactory, PaymentFactory
 
 User = get_user_model()
 
@@ -240,6 +241,26 @@ def test_the_api_lists_read_one_users_rows_only(big_ledger: list[int], db: Any) 
         assert response.status_code == 200, url
         assert response.json()["count"] in (PER_USER, PER_USER // DEPOSIT_EVERY)
         assert_flat(captured.captured_queries, max_rows=3 * PER_USER, what=url)
+
+
+def test_the_settle_sweeps_query_reads_the_payments_due_only(
+    big_ledger: list[int], db: Any
+) -> None:
+    # 10,000 completed payments, all credited, and two completed just now (a raw write, no
+    # deposit yet): the sweep reads those two, by the due rows PostgreSQL keeps, not the rest.
+    currency = Currency.objects.first()
+    due = [PaymentFactory(currency=currency).pk for _ in range(2)]
+    move = "UPDATE payments_payment SET status = %s, completed_at = now() WHERE id = ANY(%s)"
+    with connection.cursor() as cursor:
+        cursor.execute(move, ["completed", due])
+    try:
+        with CaptureQueriesContext(connection) as captured:
+            found = deposits.unsettled_payment_ids()
+        assert set(found) == set(due)
+        assert_flat(captured.captured_queries, max_rows=20, what="the settle sweep's query")
+    finally:  # out of the way of the other tests: not credited, not due
+        with connection.cursor() as cursor:
+            cursor.execute(move, ["refunded", due])
 
 
 def test_the_loaded_ledger_is_consistent(big_ledger: list[int], db: Any) -> None:

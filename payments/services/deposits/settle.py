@@ -14,7 +14,7 @@ from django.db.models import Exists, OuterRef
 
 from payments import ledger, ledger_pg
 from payments.errors import IdempotencyConflict, PaymentsError
-from payments.models import Payment, Transaction
+from payments.models import Payment, SettlementDue, Transaction
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
 from payments.models.webhook import WebhookEventType
@@ -32,9 +32,14 @@ def unsettled_payment_ids(*, limit: int = 50_000) -> list[uuid.UUID]:
     deposit = Transaction.objects.filter(
         payment_id=OuterRef("pk"), transaction_type=TransactionType.DEPOSIT
     )
+    payments = Payment.objects.filter(status=PaymentStatus.COMPLETED)
+    if connection.vendor == "postgresql":
+        # The database keeps the payments due (SettlementDue): read those, the oldest first,
+        # then only them by primary key, whatever the planner thinks of the tables' sizes.
+        due = SettlementDue.objects.order_by("due_since").values_list("payment_id", flat=True)
+        payments = payments.filter(pk__in=list(due[:limit]))
     return list(
-        Payment.objects.filter(status=PaymentStatus.COMPLETED)
-        .filter(~Exists(deposit))
+        payments.filter(~Exists(deposit))
         .order_by("user_id", "completed_at")
         .values_list("pk", flat=True)[:limit]
     )
