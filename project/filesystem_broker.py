@@ -32,10 +32,6 @@ logger = logging.getLogger(__name__)
 # kombu's URL for the transport; "filesystem://" alone makes kombu warn "No hostname was
 # supplied" on every connection (the host is unused, so any name does).
 URL = "filesystem://localhost/"
-# kombu's transport with atomic message writes (project/filesystem_transport.py).
-TRANSPORT = "project.filesystem_transport:Transport"
-# How a message being written is named until it is complete (filesystem_transport.PARTIAL).
-PARTIAL = ".partial"
 # Exchanges Celery declares for remote control and events (never for tasks).
 CONTROL_EXCHANGES = ("celeryev", "celery.pidbox", "reply.celery.pidbox")
 
@@ -100,7 +96,7 @@ def broker_reset(
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(queue_folder):
             queue = _queue_of(entry.name)
-            if entry.name.endswith(PARTIAL) or (queue is not None and queue not in keep):
+            if queue is not None and queue not in keep:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     counts["messages"] += 1
@@ -126,11 +122,6 @@ def broker_sweep(
     abandoned: set[str] = set()
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(queue_folder):
-            if entry.name.endswith(PARTIAL):  # its writer was killed mid-write
-                with contextlib.suppress(FileNotFoundError):
-                    if now - entry.stat().st_mtime > max_age:
-                        os.unlink(entry.path)
-                continue
             queue = _queue_of(entry.name)
             if queue is None or queue in keep:
                 continue

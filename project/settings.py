@@ -372,7 +372,6 @@ PAYMENTS_IDEMPOTENCY_TTL_HOURS = env_int("PAYMENTS_IDEMPOTENCY_TTL_HOURS", defau
 # reads any more (project/filesystem_broker.py).
 CELERY_BROKER_URL = filesystem_broker.broker_url(os.environ.get("CELERY_BROKER_URL", ""))
 if filesystem_broker.is_filesystem(CELERY_BROKER_URL):
-    CELERY_BROKER_TRANSPORT = filesystem_broker.TRANSPORT  # kombu's, writing atomically
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker.transport_options(VAR_DIR)
     # An event queue (Flower's) unread this long is expired (Celery's default, 60 s). Events
     # stay on for every worker and task-sent too: Flower shows nothing without them.
