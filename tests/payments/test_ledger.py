@@ -369,3 +369,53 @@ def test_a_batch_is_all_or_nothing():
     with pytest.raises(IdempotencyConflict):
         ledger.post_many([posting(user, "5.00", "twice"), posting(user, "5.00", "twice")])
     assert snapshot(user) == ([(Decimal("1.00"), 1)], 1)
+
+
+# --- the statements' array parameters --------------------------------------------------------
+
+AWKWARD_TEXTS = [
+    'say "hi"',
+    'back\\slash and \\"both\\"',
+    "{braces}, commas, and spaces  ",
+    "NULL",
+    "",
+    "ünïcødé ✓ 日本",
+    "trailing backslash \\",
+]
+
+
+def test_array_parameters_reach_postgresql_exactly_as_given():
+    from payments import ledger_pg
+
+    rows = ledger_pg.run(
+        "SELECT t, t IS NULL FROM unnest(%s::text[]) WITH ORDINALITY AS a(t, n) ORDER BY n",
+        [[*AWKWARD_TEXTS, None]],
+    )
+    assert [r[0] for r in rows] == [*AWKWARD_TEXTS, None]
+    assert [r[1] for r in rows] == [False] * len(AWKWARD_TEXTS) + [True]
+    numbers = ledger_pg.run(
+        "SELECT sum(x), count(x), count(*) FROM unnest(%s::numeric[]) AS x",
+        [[Decimal("0.01"), Decimal("-12.50"), Decimal("1E+2"), None]],
+    )
+    assert numbers == [(Decimal("87.51"), 3, 4)]
+
+
+def test_a_posting_keeps_awkward_text_and_metadata_through_a_batch():
+    user = UserFactory()
+    postings = [
+        ledger.Posting(
+            user_id=user.pk,
+            kind="deposit",
+            amount_usd=Decimal("1.00"),
+            idempotency_key=f'key "{i}" \\ {{x}}',
+            description=text,
+            metadata={"note": text, "n": i},
+        )
+        for i, text in enumerate(AWKWARD_TEXTS)
+    ]
+    ledger.post_many(postings)
+    stored = Transaction.objects.filter(user=user).order_by("sequence")
+    assert [(t.idempotency_key, t.description, t.metadata) for t in stored] == [
+        (p.idempotency_key, p.description, p.metadata) for p in postings
+    ]
+    assert ledger.post_many(postings)[0].pk == stored[0].pk  # the replay finds them by key

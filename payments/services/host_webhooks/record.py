@@ -25,6 +25,7 @@ WITHDRAWAL_EVENTS: dict[str, str] = {
     WithdrawalStatus.FAILED: WebhookEventType.WITHDRAWAL_FAILED,
     WithdrawalStatus.REJECTED: WebhookEventType.WITHDRAWAL_REJECTED,
 }
+_EVENT_TYPES = frozenset(WebhookEventType.values)
 # The suffix of each payment event's dedupe key (``payment:<id>:<suffix>``).
 _PAYMENT_KEYS = {
     WebhookEventType.PAYMENT_CREDITED: "credited",
@@ -83,7 +84,7 @@ def _wanted_by(endpoints: list[WebhookEndpoint], event_type: str) -> list[Webhoo
 
 def _record(events: Sequence[NewEvent], endpoints: list[WebhookEndpoint]) -> list[WebhookEvent]:
     for event in events:
-        if event.event_type not in WebhookEventType.values:
+        if event.event_type not in _EVENT_TYPES:
             raise ValueError(f"{event.event_type!r} is not a webhook event type.")
     wanted = [e for e in events if _wanted_by(endpoints, e.event_type)]
     if not wanted:
