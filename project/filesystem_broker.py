@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 # kombu's URL for the transport; "filesystem://" alone makes kombu warn "No hostname was
 # supplied" on every connection (the host is unused, so any name does).
 URL = "filesystem://localhost/"
+# kombu's transport with atomic message writes (project/filesystem_transport.py): what a
+# ``filesystem://`` URL names in our processes once ``use_atomic_transport`` has run.
+TRANSPORT = "project.filesystem_transport:Transport"
+# How a message being written is named until it is complete (filesystem_transport.PARTIAL).
+PARTIAL = ".partial"
 # Exchanges Celery declares for remote control and events (never for tasks).
 CONTROL_EXCHANGES = ("celeryev", "celery.pidbox", "reply.celery.pidbox")
 
@@ -41,6 +46,18 @@ def broker_url(url: str) -> str:
     if url.rstrip("/") in ("", "filesystem:"):
         return URL
     return url
+
+
+def use_atomic_transport() -> None:
+    """Make ``filesystem://`` mean our transport in this process (the settings call it, so
+    the web, the workers, beat and Flower all write messages atomically).
+
+    By URL scheme, not by Celery's ``broker_transport`` setting: that one would keep naming
+    the filesystem transport when the URL is changed to Redis.
+    """
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES["filesystem"] = TRANSPORT
 
 
 def is_filesystem(url: str) -> bool:
@@ -96,7 +113,7 @@ def broker_reset(
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(queue_folder):
             queue = _queue_of(entry.name)
-            if queue is not None and queue not in keep:
+            if entry.name.endswith(PARTIAL) or (queue is not None and queue not in keep):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     counts["messages"] += 1
@@ -122,6 +139,11 @@ def broker_sweep(
     abandoned: set[str] = set()
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(queue_folder):
+            if entry.name.endswith(PARTIAL):  # its writer was killed mid-write
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > max_age:
+                        os.unlink(entry.path)
+                continue
             queue = _queue_of(entry.name)
             if queue is None or queue in keep:
                 continue

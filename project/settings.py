@@ -371,6 +371,7 @@ PAYMENTS_IDEMPOTENCY_TTL_HOURS = env_int("PAYMENTS_IDEMPOTENCY_TTL_HOURS", defau
 # Its messages and exchange tables all live in var/broker; a worker expires the queues nobody
 # reads any more (project/filesystem_broker.py).
 CELERY_BROKER_URL = filesystem_broker.broker_url(os.environ.get("CELERY_BROKER_URL", ""))
+filesystem_broker.use_atomic_transport()  # kombu's own loses a message a reader races
 if filesystem_broker.is_filesystem(CELERY_BROKER_URL):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker.transport_options(VAR_DIR)
     # An event queue (Flower's) unread this long is expired (Celery's default, 60 s). Events
