@@ -43,17 +43,40 @@ def usd(cents: Any) -> str:
 
 
 _SCOPE = re.compile(r"@users\(([\w.]+)\)")
+_JOIN_PAYMENT = re.compile(r"@(left_)?join_payment\((\w+)\.payment_id\)")
 
 
 def scoped(sql: str, cutoffs: dict[str, Any]) -> str:
-    """``sql`` with each ``@users(column)`` made a condition on the users in scope.
+    """``sql`` with each ``@users(column)`` made a condition on the users in scope, and each
+    ``@join_payment(t.payment_id)`` (or ``@left_join_payment``) a join of that payment as ``p``,
+    and each ``@probe`` (ending an EXISTS subquery) a per-row probe on an incremental pass.
 
     ``cutoffs["users"]`` is None on a full pass (every user; the condition is always true) or
-    the list of user ids of an incremental one (PostgreSQL only: ``= ANY`` of an array).
+    the list of user ids of an incremental one (PostgreSQL only: ``= ANY`` of an array). On a
+    full pass the payment is a plain join, which the planner hashes over every payment, as it
+    should; on an incremental one it is one primary-key probe per posting in scope (a LATERAL
+    subquery the planner may not flatten), so the pass reads what its users need, not every
+    payment. ``OFFSET 0`` does that to an EXISTS too: PostgreSQL then probes per row rather
+    than hashing the whole subquery's table into an anti-join.
     """
     if cutoffs.get("users") is None:
-        return _SCOPE.sub("1 = 1", sql)
-    return _SCOPE.sub(r"\1 = ANY(%(users)s)", sql)
+        return _JOIN_PAYMENT.sub(_plain_join, _SCOPE.sub("1 = 1", sql)).replace(" @probe", "")
+    scoped_sql = _SCOPE.sub(r"\1 = ANY(%(users)s)", sql).replace("@probe", "OFFSET 0")
+    return _JOIN_PAYMENT.sub(_probe_join, scoped_sql)
+
+
+def _plain_join(match: re.Match[str]) -> str:
+    left = "LEFT " if match.group(1) else ""
+    return f"{left}JOIN payments_payment p ON p.id = {match.group(2)}.payment_id"
+
+
+def _probe_join(match: re.Match[str]) -> str:
+    alias = match.group(2)  # a table alias of our own SQL (\w+), never a value
+    probe = (
+        "LATERAL (SELECT * FROM payments_payment p "  # noqa: S608
+        f"WHERE p.id = {alias}.payment_id OFFSET 0) p"
+    )
+    return f"LEFT JOIN {probe} ON true" if match.group(1) else f"CROSS JOIN {probe}"
 
 
 def as_uuid(value: Any) -> uuid.UUID:

@@ -27,7 +27,7 @@ CREDIT_CENTS_SQL = "CAST(ROUND(COALESCE(p.credited_usd, p.amount_usd) * 100) AS 
 _DEPOSIT_NOT_COMPLETED_SQL = """
 SELECT t.payment_id, p.status, t.user_id
   FROM payments_transaction t
-  JOIN payments_payment p ON p.id = t.payment_id
+  @join_payment(t.payment_id)
  WHERE t.transaction_type = 'deposit' AND p.status <> 'completed' AND @users(t.user_id)
    AND NOT (p.status = 'refunded' AND (
         EXISTS (SELECT 1 FROM payments_transaction r
@@ -53,7 +53,7 @@ _DEPOSIT_MISMATCH_SQL = f"""
 SELECT t.payment_id, t.user_id, CAST(ROUND(t.amount_usd * 100) AS BIGINT),
        p.user_id, {CREDIT_CENTS_SQL}
   FROM payments_transaction t
-  JOIN payments_payment p ON p.id = t.payment_id
+  @join_payment(t.payment_id)
  WHERE t.transaction_type = 'deposit' AND @users(t.user_id)
    AND (t.user_id <> p.user_id OR CAST(ROUND(t.amount_usd * 100) AS BIGINT) <> {CREDIT_CENTS_SQL})
 """  # noqa: S608 - built once from constants
@@ -76,7 +76,7 @@ def _deposit_mismatches(cursor: Cursor, cutoffs: dict[str, Any]) -> Iterator[Fin
 _DEPOSIT_WITHOUT_PAYMENT_SQL = """
 SELECT t.id, t.user_id, t.sequence, CAST(ROUND(t.amount_usd * 100) AS BIGINT), t.payment_id
   FROM payments_transaction t
-  LEFT JOIN payments_payment p ON p.id = t.payment_id
+  @left_join_payment(t.payment_id)
  WHERE t.transaction_type = 'deposit' AND p.id IS NULL AND @users(t.user_id)
 """
 
@@ -102,7 +102,7 @@ SELECT p.id, p.user_id, {CREDIT_CENTS_SQL}
  WHERE p.status = 'completed' AND COALESCE(p.completed_at, p.updated_at) < %(settled_before)s
    AND @users(p.user_id)
    AND NOT EXISTS (SELECT 1 FROM payments_transaction t
-                    WHERE t.payment_id = p.id AND t.transaction_type = 'deposit')
+                    WHERE t.payment_id = p.id AND t.transaction_type = 'deposit' @probe)
 """  # noqa: S608 - built once from constants
 
 
