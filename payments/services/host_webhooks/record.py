@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from payments.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -75,7 +75,16 @@ def _active_endpoints() -> list[WebhookEndpoint]:
         raise RuntimeError(
             "webhook events are recorded inside the transaction of the change they report."
         )
+    # Most calls find no endpoint: a fixed statement says so for a fraction of what building
+    # the ORM query costs (a fifth of a single settlement's Python), then the ORM reads them.
+    with connection.cursor() as cursor:
+        cursor.execute(_ANY_ACTIVE)
+        if cursor.fetchone() is None:
+            return []
     return list(WebhookEndpoint.objects.filter(is_active=True))
+
+
+_ANY_ACTIVE = f"SELECT 1 FROM {WebhookEndpoint._meta.db_table} WHERE is_active LIMIT 1"  # noqa: S608
 
 
 def _wanted_by(endpoints: list[WebhookEndpoint], event_type: str) -> list[WebhookEndpoint]:
