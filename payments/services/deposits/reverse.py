@@ -7,9 +7,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
+from django.db import connection
 from django.utils import timezone
 
-from payments import ledger
+from payments import ledger, ledger_pg
 from payments.models import Payment, Receivable, Transaction
 from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus
@@ -108,11 +109,20 @@ def _reverse_one(payment: Payment, credited: Decimal) -> Transaction | None:
     return posting
 
 
+_ANY_OPEN_DEBT = (
+    "SELECT 1 FROM payments_receivable WHERE user_id = ANY(%s::int[]) AND settled_at IS NULL "
+    "LIMIT 1"
+)
+
+
 def collect_locked(user_ids: Iterable[int]) -> list[Transaction]:
     """Collect what users owe from their balance (after a credit), oldest debt first."""
+    users = sorted(set(user_ids))
+    if connection.vendor == "postgresql" and not ledger_pg.run(_ANY_OPEN_DEBT, [users]):
+        return []  # the usual case, answered by a fixed statement instead of the ORM's
     open_debts = list(
         Receivable._base_manager.select_for_update()
-        .filter(user_id__in=set(user_ids), settled_at__isnull=True)
+        .filter(user_id__in=users, settled_at__isnull=True)
         .order_by("pk")
     )
     posted: list[Transaction] = []
