@@ -70,7 +70,7 @@ def copy_payments(cur: Any, template: uuid.UUID, count: int, status: str, tag: s
         "internal_payment_id": f"'PAY_{tag}_' || lpad(g::text, 9, '0')",
         "provider_payment_id": f"'{tag}' || g::text",
         "user_id": f"(SELECT min(id) FROM auth_user WHERE username LIKE 'flat%%') + "
-        f"(g * 7919) %% {USERS}",
+        f"(g::bigint * 7919) %% {USERS}",
         "amount_usd": amount,
         "pay_amount": amount,
         "actual_amount": amount,

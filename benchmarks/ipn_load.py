@@ -103,6 +103,9 @@ class Result:
     scheduled: float
     started: float = 0.0
     done: float = 0.0
+    # time.time() - time.monotonic() when the request was written: the scheduled time on the
+    # wall clock (the deposits' created_at's clock), however the wall clock was stepped since.
+    wall_offset: float = 0.0
     http: int = 0
     body: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -269,6 +272,7 @@ async def _send(port: int, data: bytes, result: Result, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            result.wall_offset = time.time() - time.monotonic()
             writer.write(data)
             await writer.drain()
             raw = await reader.read()
@@ -633,7 +637,6 @@ def main() -> int:
     finally:
         server.stop()
         worker.stop()
-    wall_offset = time.time() - time.monotonic()
 
     latencies = [(r.done - r.scheduled) * 1000 for r in results if not r.error]
     errors = [r for r in results if is_error(r)]
@@ -782,7 +785,7 @@ def main() -> int:
     credited = deposit_times({ipn.provider_id for ipn in [*paced, *burst]})
     for label, (batch, sent_at, load) in credit_runs.items():
         waits = [
-            (credited[ipn.provider_id] - (r.scheduled + wall_offset)) * 1000
+            (credited[ipn.provider_id] - (r.scheduled + r.wall_offset)) * 1000
             for ipn, r in zip(batch, sent_at, strict=True)
             if ipn.provider_id in credited
         ]

@@ -94,7 +94,7 @@ def copy_payments(cur: object, template: object, count: int, first_user: int, us
         "id": "gen_random_uuid()",
         "internal_payment_id": "'PAY_MEM_' || lpad(g::text, 9, '0')",
         "provider_payment_id": "(7000000001 + g)::text",
-        "user_id": f"{first_user} + (g * 7919) %% {users}",
+        "user_id": f"{first_user} + (g::bigint * 7919) %% {users}",
         "amount_usd": "(1000 + (g * 37) %% 49000) / 100.0",
         "pay_amount": "(1000 + (g * 37) %% 49000) / 100.0",
         "actual_amount": "(1000 + (g * 37) %% 49000) / 100.0",
