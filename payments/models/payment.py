@@ -169,6 +169,13 @@ class Payment(models.Model):
             models.Index(fields=["created_at", "id"], name="payment_created_id"),
             # Reconciliation's incremental pass: the payments whose status moved lately.
             models.Index(fields=["status_changed_at"], name="payment_status_changed"),
+            # The poll's recheck of recent credits (completed within REFUND_WATCH): a range of
+            # the latest completions, not every completed payment there ever was.
+            models.Index(
+                fields=["completed_at"],
+                condition=models.Q(status="completed"),
+                name="payment_completed_recent",
+            ),
             # The withdrawal review looks up who else used an address, ignoring case.
             models.Index(Upper("pay_address"), name="payment_pay_address_upper"),
         ]

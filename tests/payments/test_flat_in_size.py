@@ -263,6 +263,21 @@ def test_the_settle_sweeps_query_reads_the_payments_due_only(
             cursor.execute(move, ["refunded", due])
 
 
+def test_the_poll_cycles_queries_read_the_recent_credits_only(
+    big_ledger: list[int], db: Any
+) -> None:
+    # 10,000 completed payments over 139 days, no active one: the poll's recheck of recent
+    # credits reads the ~500 completed within REFUND_WATCH (7 days), by the partial index on
+    # completed_at, not every completed payment.
+    from payments.services.deposits import poll
+
+    with CaptureQueriesContext(connection) as captured:
+        result = poll.payments_poll()
+    assert result.active == 0
+    recent = 7 * 24 * 3600 // STEP_SECONDS // DEPOSIT_EVERY
+    assert_flat(captured.captured_queries, max_rows=2 * recent, what="the poll cycle")
+
+
 def test_the_loaded_ledger_is_consistent(big_ledger: list[int], db: Any) -> None:
     assert Transaction.objects.count() == POSTINGS
     summary = ledger_reconcile()
