@@ -33,6 +33,11 @@ import results as results_mod
 DB_NAME = "bench_flat"
 REDIS_INDEX = 11
 TARGET = 1.5
+# Reconciliation is held to a tenth of the job's interval (hourly), not 1.5x: an incremental
+# pass checks the whole chains of 1/24 of the users (a slice) and those who moved, so it reads
+# a share of the ledger, not a constant amount.
+RECONCILE_INTERVAL_S = 3600
+FULL_RECONCILIATION = "reconciliation, a full pass (ledger_reconcile(full=True))"
 USERS = 1_000
 POLL_ACTIVE = 100
 API_LISTS = ("payments", "transactions", "withdrawals", "currencies", "balance")
@@ -204,10 +209,11 @@ def measure(args: argparse.Namespace, sandbox: Any) -> dict[str, tuple[float, in
     from django.urls import reverse
 
     from payments import ledger
-    from payments.models import Payment
+    from payments.models import Payment, PeriodicRun
     from payments.services import deposits, reconcile
     from payments.services.deposits import poll as polling_module
     from payments.services.providers.nowpayments.provider import NowPaymentsProvider
+    from payments.services.reconcile_scope import RECONCILE_JOB
 
     found: dict[str, tuple[float, int, str]] = {}
     user_id = get_user_model().objects.filter(username="flat00001").values_list("pk", flat=True)[0]
@@ -288,12 +294,21 @@ def measure(args: argparse.Namespace, sandbox: Any) -> dict[str, tuple[float, in
 
         seconds, queries, status = timed(api, args.repeat)
         found[f"API list {url}"] = (seconds, queries, "" if status == 200 else f"HTTP {status}")
-    seconds, queries, result = timed(reconcile.ledger_reconcile, 1)
+    seconds, queries, result = timed(lambda: reconcile.ledger_reconcile(full=True), 1)
     drift = result.get("drift") if isinstance(result, dict) else None
-    found["reconciliation (ledger_reconcile)"] = (
+    found[FULL_RECONCILIATION] = (seconds, queries, f"drift {drift}" if drift else "")
+    # The next hourly run: incremental from the full pass's mark, as the job stores it.
+    PeriodicRun.objects.update_or_create(
+        name=RECONCILE_JOB, defaults={"last_result": {"pass": result["pass"]}}
+    )
+    seconds, queries, result = timed(reconcile.ledger_reconcile, 1)
+    mode = result["pass"].get("mode") if isinstance(result, dict) else None
+    if mode == "full":
+        raise RuntimeError("the run after a full pass was not incremental")
+    found["reconciliation, the incremental pass after it (ledger_reconcile)"] = (
         seconds,
         queries,
-        f"drift {drift}" if drift else "",
+        f"{result['checked']['users']} users in scope",
     )
     assert Payment.objects.exists()
     return found
@@ -342,7 +357,12 @@ def main() -> int:
     for name, (s_time, s_queries, s_note) in small.items():
         l_time, l_queries, l_note = large[name]
         r = l_time / s_time if s_time else float("nan")
-        ok = r <= TARGET and not l_note.startswith("HTTP") and not s_note.startswith("HTTP")
+        reconciling = name.startswith("reconciliation")  # both passes: the issue's own terms
+        within = l_time <= RECONCILE_INTERVAL_S / 10 if reconciling else r <= TARGET
+        ok = within and not l_note.startswith("HTTP") and not s_note.startswith("HTTP")
+        target = (
+            f"<= {RECONCILE_INTERVAL_S // 10} s (interval/10)" if reconciling else f"<= {TARGET}x"
+        )
         rows.append(
             [
                 name,
@@ -360,7 +380,7 @@ def main() -> int:
                 ours=f"{args.large:,}: {l_time * 1000:.1f} ms, {l_queries} queries",
                 baseline=f"{args.small:,}: {s_time * 1000:.1f} ms, {s_queries} queries",
                 ratio=f"{r:.2f}x",
-                target=f"<= {TARGET}x",
+                target=target,
                 ok=ok,
                 load=f"{loads[args.small].text()}; {loads[args.large].text()}",
             )
