@@ -323,6 +323,24 @@ def test_an_incremental_pass_reads_only_the_rows_of_the_users_in_scope(
     assert_flat(queries, max_rows=3 * len(scope.users) * PER_USER, what="reconciliation")
 
 
+def test_an_incremental_pass_with_most_users_in_scope_is_a_full_pass(
+    big_ledger: list[int], db: Any
+) -> None:
+    # Three users in four posted since the previous pass: per-user probes over most of the
+    # ledger cost more than the full pass's whole-table joins, so the run is a full pass.
+    for user_id in big_ledger[: USERS * 3 // 4]:
+        ledger.post(
+            user_id=user_id,
+            kind="bonus",
+            amount_usd=Decimal("1.00"),
+            idempotency_key=f"flat:busy:{user_id}",
+        )
+    now = timezone.now()
+    scope = reconcile_scope(db=connection, now=now, previous=_previous_pass(hours_ago=1, slice_=3))
+    assert scope.full
+    assert scope.as_dict()["mode"] == "full"
+
+
 def test_every_user_is_in_scope_within_one_round_of_slices(big_ledger: list[int], db: Any) -> None:
     slices = scope_module.slices_setting()
     now = timezone.now()
