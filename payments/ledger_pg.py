@@ -101,7 +101,8 @@ def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     Errors come out as Django's (IntegrityError, ...), the statement is logged where Django
     logs queries (DEBUG, ``CaptureQueriesContext``), and it passes through the connection's
     execute wrappers like any ORM query (the API's idempotency guard notes writes there: a
-    write it could not see would let a retry write twice).
+    write it could not see would let a retry write twice). A list parameter goes as array
+    input text (``array_literal``), for a ``%s::type[]`` placeholder.
     """
     connection.ensure_connection()
     started = time.monotonic()
