@@ -1,11 +1,12 @@
-"""One-statement updates of many rows (PostgreSQL's UPDATE ... FROM (VALUES ...))."""
+"""One-statement updates of many rows (PostgreSQL's UPDATE ... FROM unnest(arrays))."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection
+from payments import ledger_pg
 
 
 def update_rows(
@@ -22,13 +23,17 @@ def update_rows(
     """
     if not rows:
         return
+    sql = _statement(table, key, tuple(columns))
+    # One array per column (the key's first): the text is the same whatever the row count.
+    ledger_pg.run(sql, [list(values) for values in zip(*rows, strict=True)])
+
+
+@functools.cache
+def _statement(table: str, key: tuple[str, str], columns: tuple[tuple[str, str], ...]) -> str:
     names = [key[0], *(name for name, _ in columns)]
-    placeholder = "(" + ", ".join(f"%s::{kind}" for _, kind in [key, *columns]) + ")"
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in [key, *columns])
     assignments = ", ".join(f"{name} = v.{name}" for name, _ in columns)
-    sql = (
+    return (
         f"UPDATE {table} AS t SET {assignments} "  # noqa: S608 - names from code, values as params
-        f"FROM (VALUES {', '.join([placeholder] * len(rows))}) AS v({', '.join(names)}) "
-        f"WHERE t.{key[0]} = v.{key[0]}"
+        f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key[0]} = v.{key[0]}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for row in rows for value in row])

@@ -9,9 +9,10 @@ its end (chain, links, balance = last posting), whatever the client.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -99,9 +100,33 @@ def post_many(postings: Sequence[Posting]) -> list[Transaction]:
     return _post(postings, expected_after={}).rows
 
 
-def post_batch(postings: Sequence[Posting]) -> Posted:
-    """``post_many``, also saying which postings were written now (not replays)."""
-    return _post(postings, expected_after={})
+def post_batch(
+    postings: Sequence[Posting], *, locked: Mapping[int, Balance] | None = None
+) -> Posted:
+    """``post_many``, also saying which postings were written now (not replays).
+
+    ``locked``: balance rows the caller has already locked ``FOR UPDATE`` in this transaction
+    and read with ``balance_columns`` (``balance_of``), and not posted to since. For a single
+    posting on PostgreSQL the ledger then skips its own lock of that user, one statement less
+    (a batch locks as always); the database's chain and balance triggers still refuse a write
+    that does not continue what is stored.
+    """
+    return _post(postings, expected_after={}, locked=locked)
+
+
+# The columns of a balance row the ledger plans from, for a caller that locks it (``locked``).
+BALANCE_COLUMNS = ("balance_usd", "transaction_count", "total_deposited", "total_withdrawn")
+
+
+def balance_columns(alias: str) -> str:
+    """``BALANCE_COLUMNS`` as a select list under the table alias ``alias``."""
+    return ", ".join(f"{alias}.{column}" for column in BALANCE_COLUMNS)
+
+
+def balance_of(values: Sequence[Any]) -> Balance:
+    """A locked balance row from the values ``balance_columns`` selected."""
+    balance, count, deposited, withdrawn = values
+    return Balance(balance, count, deposited, withdrawn)
 
 
 def deposits_of(payment_ids: Sequence[uuid.UUID]) -> list[Transaction]:
@@ -174,7 +199,12 @@ def record(txn: Transaction) -> Transaction:
 _RACE_RETRIES = 3
 
 
-def _post(postings: Sequence[Posting], *, expected_after: dict[str, Decimal]) -> Posted:
+def _post(
+    postings: Sequence[Posting],
+    *,
+    expected_after: dict[str, Decimal],
+    locked: Mapping[int, Balance] | None = None,
+) -> Posted:
     """The one core of ``post`` and ``post_many``: validate, then write under the users' locks."""
     for p in postings:
         _validate(p)
@@ -186,7 +216,7 @@ def _post(postings: Sequence[Posting], *, expected_after: dict[str, Decimal]) ->
     if connection.vendor == "postgresql" and len(postings) == 1:
         # No savepoint: a conflict makes the one statement write nothing, and is read after.
         with transaction.atomic(savepoint=False):
-            posted = _post_one_pg(postings[0], expected_after)
+            posted = _post_one_pg(postings[0], expected_after, locked or {})
         _log(posted.fresh)
         return posted
     write = _post_many_pg if connection.vendor == "postgresql" else _post_orm
@@ -232,7 +262,7 @@ def _log(fresh: list[Transaction]) -> None:
 
 
 @dataclass
-class _Balance:
+class Balance:
     """A locked balance row as the postings of this call move it."""
 
     balance: Decimal
@@ -249,7 +279,7 @@ class _Planned:
 
 
 def _plan(
-    postings: Sequence[Posting], balances: dict[int, _Balance], expected_after: dict[str, Decimal]
+    postings: Sequence[Posting], balances: dict[int, Balance], expected_after: dict[str, Decimal]
 ) -> list[_Planned]:
     """Place each new posting on its user's chain (in order), moving ``balances``; raise on an
     overdraft or an ``expected_after`` off the chain."""
@@ -285,23 +315,30 @@ def _plan(
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
-def _lock_pg(user_ids: list[int], credited: set[int]) -> dict[int, _Balance]:
+def _lock_pg(user_ids: list[int], credited: set[int]) -> dict[int, Balance]:
     rows = pg.run(pg.LOCK_BALANCES, [user_ids])
     missing = sorted(credited - {row[0] for row in rows})
     if missing:  # a first credit: its balance row starts empty
         pg.run(pg.CREATE_BALANCES, [missing])
         rows += pg.run(pg.LOCK_BALANCES, [missing])
-    return {u: _Balance(b, n, d, w) for u, b, n, d, w in rows}
+    return {u: Balance(b, n, d, w) for u, b, n, d, w in rows}
 
 
 def _stored_pg(keys: list[str], deposit_payments: list[uuid.UUID]) -> list[Transaction]:
     return pg.rows_transactions(pg.run(pg.STORED, [keys, deposit_payments]))
 
 
-def _post_one_pg(p: Posting, expected_after: dict[str, Decimal]) -> Posted:
-    """Lock, then one statement that writes the posting and the balance, or nothing when the
-    key (or another unique rule) is taken: then, and only then, the stored row is read."""
-    balances = _lock_pg([p.user_id], {p.user_id} if p.amount_usd > 0 else set())
+def _post_one_pg(
+    p: Posting, expected_after: dict[str, Decimal], locked: Mapping[int, Balance]
+) -> Posted:
+    """Lock (unless the caller has), then one statement that writes the posting and the
+    balance, or nothing when the key (or another unique rule) is taken: then, and only then,
+    the stored row is read."""
+    mine = locked.get(p.user_id)
+    if mine is not None:
+        balances = {p.user_id: dataclasses.replace(mine)}  # planning moves it: the caller's stays
+    else:
+        balances = _lock_pg([p.user_id], {p.user_id} if p.amount_usd > 0 else set())
     try:
         planned = _plan([p], balances, expected_after)
     except (InsufficientFunds, ChainBroken):
@@ -372,7 +409,7 @@ def _post_many_pg(postings: Sequence[Posting], expected_after: dict[str, Decimal
 
 
 def _write_pg(
-    planned: list[_Planned], balances: dict[int, _Balance], *, skip: bool
+    planned: list[_Planned], balances: dict[int, Balance], *, skip: bool
 ) -> list[Transaction]:
     """The one statement: the postings and their users' balances (nothing with ``skip`` when
     the posting conflicts). Returns the postings written."""
@@ -441,7 +478,7 @@ def _post_orm(postings: Sequence[Posting], expected_after: dict[str, Decimal]) -
         .order_by("user_id")
     }
     balances = {
-        u: _Balance(b.balance_usd, b.transaction_count, b.total_deposited, b.total_withdrawn)
+        u: Balance(b.balance_usd, b.transaction_count, b.total_deposited, b.total_withdrawn)
         for u, b in rows.items()
     }
     keys = [p.idempotency_key for p in postings]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -13,9 +14,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from payments import ledger
+from payments import ledger, ledger_pg, rowsql
 from payments.bulk import update_rows
-from payments.models import Payment, Transaction
+from payments.models import Currency, Payment, Transaction
 from payments.models.event import EventOutcome
 from payments.models.ops import DriftKind
 from payments.models.payment import PaymentStatus, can_move
@@ -48,24 +49,72 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     """
     ours = our_status(report.payment_status)
     with transaction.atomic():
-        try:
-            payment = (
+        balances: dict[int, ledger.Balance] = {}
+        if connection.vendor == "postgresql":
+            locked = _lock_reported(report.payment_id, ours, balances)
+        else:
+            locked = (
                 Payment._base_manager.select_for_update(of=("self",))
                 .select_related("currency")
-                .get(provider_payment_id=report.payment_id)
+                .filter(provider_payment_id=report.payment_id)
+                .first()
             )
-        except Payment.DoesNotExist:
+        if locked is None:
             return _unknown_payment(report)
+        payment = locked
         old_status = payment.status
         outcome, verdict = _merge_report(payment, report, ours, timezone.now())
         _write_progress([payment])
-        deposits = consequences([(payment, verdict)])
+        deposits = consequences([(payment, verdict)], balances=balances)
     deposit = deposits[0] if deposits else None
     if outcome == EventOutcome.APPLIED:
         logger.info("payment id=%s %s -> %s via %s", payment.pk, old_status, payment.status, source)
     return ApplyResult(
         outcome=outcome, payment_id=payment.pk, status=payment.status, deposit=deposit
     )
+
+
+# The payment a report names, with its currency (the policy reads its decimals), locked; and
+# for a report that completes it, its user's balance too, by the same statement (payment
+# first, as everywhere): settling then needs no lock statement of its own.
+_REPORTED = (
+    "SELECT {payment}, {currency}{balance} FROM payments_payment p "
+    "JOIN payments_currency c ON c.id = p.currency_id{join} "
+    "WHERE p.provider_payment_id = %s FOR UPDATE OF p{of}"
+)
+
+
+@functools.cache
+def _reported_sql(*, with_balance: bool) -> str:
+    return _REPORTED.format(
+        payment=rowsql.select_list(Payment, "p"),
+        currency=rowsql.select_list(Currency, "c"),
+        balance=f", {ledger.balance_columns('b')}" if with_balance else "",
+        join=" JOIN payments_userbalance b ON b.user_id = p.user_id" if with_balance else "",
+        of=", b" if with_balance else "",
+    )
+
+
+def _lock_reported(
+    provider_payment_id: str, ours: str, balances: dict[int, ledger.Balance]
+) -> Payment | None:
+    """The payment ``provider_payment_id`` names, locked, built as the ORM would (PostgreSQL);
+    a completing report's balance row goes into ``balances``. None: no such payment."""
+    rows = []
+    if ours == PaymentStatus.COMPLETED:
+        rows = ledger_pg.run(_reported_sql(with_balance=True), [provider_payment_id])
+    if not rows:  # not completing, or the user's first credit (no balance row yet)
+        rows = ledger_pg.run(_reported_sql(with_balance=False), [provider_payment_id])
+    if not rows:
+        return None
+    row = rows[0]
+    split = rowsql.width(Payment)
+    end = split + rowsql.width(Currency)
+    payment = rowsql.build(Payment, row[:split])
+    Payment.currency.field.set_cached_value(payment, rowsql.build(Currency, row[split:end]))
+    if len(row) > end:
+        balances[payment.user_id] = ledger.balance_of(row[end:])
+    return payment
 
 
 def payments_apply_reports(
@@ -161,10 +210,14 @@ def _merge_report(
 
 
 def consequences(
-    moved: list[tuple[Payment, Verdict | None]], *, only_new: bool = False
+    moved: list[tuple[Payment, Verdict | None]],
+    *,
+    only_new: bool = False,
+    balances: dict[int, ledger.Balance] | None = None,
 ) -> list[Transaction]:
     """What the moves mean for money, in the same transaction: settle completions, reverse
-    refunded credits, collect what is owed, and put reviews and excess before an operator."""
+    refunded credits, collect what is owed, and put reviews and excess before an operator.
+    ``balances``: balance rows the caller locked with the payments (``ledger.post_batch``)."""
     payments = [payment for payment, _ in moved]
     # Every balance this may touch (of a completed or refunded payment), locked once in user
     # order: settling, reversing and collecting then never wait on each other in another
@@ -176,7 +229,7 @@ def consequences(
     }
     if len(touched) > 1:
         ledger.lock_balances(touched)
-    deposits = settle_locked(payments, only_new=only_new)
+    deposits = settle_locked(payments, only_new=only_new, balances=balances)
     reverse_locked(payments)
     if deposits:
         collect_locked({t.user_id for t in deposits})

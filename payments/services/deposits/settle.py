@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import NamedTuple, Protocol
 
@@ -117,6 +117,15 @@ _LOCKED_COLUMNS = (
     "provider_payment_id FROM payments_payment"
 )
 _LOCK_ONE = f"{_LOCKED_COLUMNS} WHERE id = %s FOR UPDATE"
+# A completed payment and its user's balance row, locked by one statement (payment first, as
+# everywhere): the ledger then posts without a lock statement of its own.
+_LOCK_ONE_WITH_BALANCE = (
+    "SELECT p.id, p.status, p.user_id, p.amount_usd, p.credited_usd, p.internal_payment_id, "  # noqa: S608 - column names from code
+    f"p.provider_payment_id, {ledger.balance_columns('b')} FROM payments_payment p "
+    "JOIN payments_userbalance b ON b.user_id = p.user_id "
+    "WHERE p.id = %s AND p.status = 'completed' FOR UPDATE OF p, b"
+)
+_LOCKED_WIDTH = len(LockedPayment._fields)
 _LOCK_MANY = (
     f"{_LOCKED_COLUMNS} WHERE id = ANY(%s::uuid[]) AND status = 'completed' ORDER BY id FOR UPDATE"
 )
@@ -126,21 +135,33 @@ _LOCK_MANY = (
 def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
     """Credit a completed payment exactly once; any other status credits nothing."""
     payment: Settleable
+    balances: dict[int, ledger.Balance] = {}
     if connection.vendor == "postgresql":
-        rows = ledger_pg.run(_LOCK_ONE, [payment_id])
-        if not rows:
-            raise Payment.DoesNotExist(f"Payment {payment_id} does not exist.")
-        payment = LockedPayment._make(rows[0])
+        rows = ledger_pg.run(_LOCK_ONE_WITH_BALANCE, [payment_id])
+        if rows:
+            payment = LockedPayment._make(rows[0][:_LOCKED_WIDTH])
+            balances[payment.user_id] = ledger.balance_of(rows[0][_LOCKED_WIDTH:])
+        else:  # not completed, unknown, or the user's first credit (no balance row yet)
+            rows = ledger_pg.run(_LOCK_ONE, [payment_id])
+            if not rows:
+                raise Payment.DoesNotExist(f"Payment {payment_id} does not exist.")
+            payment = LockedPayment._make(rows[0])
     else:
         payment = Payment._base_manager.select_for_update().only(*_SETTLE_FIELDS).get(pk=payment_id)
-    deposits = settle_locked([payment])
+    deposits = settle_locked([payment], balances=balances)
     return deposits[0] if deposits else None
 
 
-def settle_locked(payments: Sequence[Settleable], *, only_new: bool = False) -> list[Transaction]:
+def settle_locked(
+    payments: Sequence[Settleable],
+    *,
+    only_new: bool = False,
+    balances: Mapping[int, ledger.Balance] | None = None,
+) -> list[Transaction]:
     """The one settlement routine: post each completed payment's DEPOSIT, exactly once.
 
-    The caller holds the payments' row locks. Returns the deposit of every completed payment
+    The caller holds the payments' row locks (and, in ``balances``, any balance rows it has
+    locked too: see ``ledger.post_batch``). Returns the deposit of every completed payment
     among them (already stored or posted now), or with ``only_new`` just those posted now.
     """
     completed = [p for p in payments if p.status == PaymentStatus.COMPLETED]
@@ -149,7 +170,7 @@ def settle_locked(payments: Sequence[Settleable], *, only_new: bool = False) -> 
     if len(completed) == 1:
         # One payment: the ledger's replay is the lookup (no statement of its own).
         try:
-            posted = ledger.post_batch([deposit_posting(completed[0])])
+            posted = ledger.post_batch([deposit_posting(completed[0])], locked=balances)
         except IdempotencyConflict:
             stored = _deposits_of([completed[0].pk])
             if not stored:
