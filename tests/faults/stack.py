@@ -167,6 +167,14 @@ class FaultStack:
             state["web"] = self.web.poll() is None
         return state
 
+    def assert_alive(self, what: str) -> None:
+        """Fail with ``what``, which processes died and (printed, so pytest shows it whole) the
+        end of every process's log, if any of them is not running."""
+        state = self.alive()
+        if not all(state.values()):
+            print(self.logs(150))  # noqa: T201
+            raise AssertionError(f"{what}: {state}")
+
     def wait_until(self, predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
         return wait_until(predicate, timeout=timeout, what=what, logs=self.procs)
 

@@ -118,7 +118,7 @@ def test_one_poisoned_payout_payment_and_currency_never_block_the_others(
 
     stack.wait_until(others_done, timeout=60, what="the unpoisoned items to complete")
     time.sleep(RETRY_SECONDS * 2)  # more sweeps, polls and syncs go by with the poison in place
-    assert all(stack.alive().values()), stack.logs()
+    stack.assert_alive("a process died of a poisoned item")
 
     # The poisoned payout: still processing, never refunded, its failures counted and backed
     # off (far fewer tries than sweeps), the reason in view for an operator.

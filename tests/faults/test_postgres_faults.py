@@ -214,7 +214,7 @@ def test_terminated_connections_and_a_postgres_crash_lose_and_double_nothing(
             what="every payment of phase 1 settled after the cuts",
         )
         wait_for_withdrawals(stack, paid_a, what="the withdrawals of phase 1 paid out or failed")
-        assert all(stack.alive().values()), ("a process died of a cut connection", stack.alive())
+        stack.assert_alive("a process died of a cut connection")
 
         # --- 2. PostgreSQL crashed while a wave settles, restarted on the same port -------
         remote = [
@@ -241,7 +241,7 @@ def test_terminated_connections_and_a_postgres_crash_lose_and_double_nothing(
         assert during.json()["code"] == "database_unavailable"
         assert during.headers["Retry-After"]
         time.sleep(OUTAGE)
-        assert all(stack.alive().values()), ("a process died with PostgreSQL", stack.alive())
+        stack.assert_alive("a process died with PostgreSQL")
         cluster.start()
 
         redelivered = stack.wait_until(
@@ -278,7 +278,7 @@ def test_terminated_connections_and_a_postgres_crash_lose_and_double_nothing(
         )
     finally:
         desk.done.set()
-    assert all(stack.alive().values()), ("a process died", stack.alive())
+    stack.assert_alive("a process died")
     completed = 100 + len(wave_a) + WAVE + len(remote)
     assert Payment.objects.filter(status="completed").count() == completed
     stack.assert_books_clean()

@@ -67,7 +67,7 @@ def test_a_broker_restart_loses_no_queued_task_and_everything_completes(
     for payment in remote:  # NowPayments goes on while our broker is down
         sandbox.control.complete(payment.provider_payment_id)
     time.sleep(OUTAGE)
-    assert all(stack.alive().values()), stack.alive()
+    stack.assert_alive("a process died while the broker was down")
     private_redis.start()
     kept = private_redis.client().llen("settlement")
     # The append-only file kept the queue (less what the workers had taken just before).
@@ -110,6 +110,6 @@ def test_a_broker_restart_loses_no_queued_task_and_everything_completes(
         return done.count() == len(made)
 
     stack.wait_until(finish_payouts, timeout=90, what="the withdrawals paid out")
-    assert all(stack.alive().values()), ("a process died with the broker", stack.alive())
+    stack.assert_alive("a process died with the broker")
     assert Payment.objects.filter(status="completed").count() == WAVE + len(remote)
     stack.assert_books_clean()

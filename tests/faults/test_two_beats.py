@@ -86,7 +86,7 @@ def test_two_beats_for_a_minute_run_each_tick_once_with_no_double_effect(
             time.sleep(1.5)
         elapsed = time.monotonic() - started
         seen = runs()
-        assert all(stack.alive().values()), stack.alive()
+        stack.assert_alive("a process died")
         for name, every in INTERVALS.items():
             ran = seen[name].run_count - before.get(name, (0, 0))[0]
             skipped = seen[name].skipped_count - before.get(name, (0, 0))[1]
