@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from project import caches, filesystem_broker
+from project import caches, filesystem_broker, redis_transport
 from project.env import env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -372,6 +372,7 @@ PAYMENTS_IDEMPOTENCY_TTL_HOURS = env_int("PAYMENTS_IDEMPOTENCY_TTL_HOURS", defau
 # reads any more (project/filesystem_broker.py).
 CELERY_BROKER_URL = filesystem_broker.broker_url(os.environ.get("CELERY_BROKER_URL", ""))
 filesystem_broker.use_atomic_transport()  # kombu's own loses a message a reader races
+redis_transport.use_redis_transport()  # kombu's own can end a worker when Redis goes away
 if filesystem_broker.is_filesystem(CELERY_BROKER_URL):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker.transport_options(VAR_DIR)
     # An event queue (Flower's) unread this long is expired (Celery's default, 60 s). Events

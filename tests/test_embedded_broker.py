@@ -134,15 +134,14 @@ def test_a_reader_racing_the_writer_gets_every_message_whole(tmp_path: Path) -> 
 
 def test_our_processes_name_the_atomic_transport_by_url_and_redis_stays_redis() -> None:
     # The settings (loaded here as in the web, a worker, beat and Flower) make filesystem://
-    # our transport; a URL changed to Redis, as a deployment or a test does, is Redis's.
-    from kombu.transport.redis import Transport as RedisTransport
-
-    from project import filesystem_transport
+    # our transport; a URL changed to Redis, as a deployment or a test does, is Redis's (our
+    # subclass of kombu's, project/redis_transport.py).
+    from project import filesystem_transport, redis_transport
 
     with Connection(filesystem_broker.URL) as conn:
         assert type(conn.transport) is filesystem_transport.Transport
     with Connection("redis://127.0.0.1:6379/0") as conn:
-        assert type(conn.transport) is RedisTransport
+        assert type(conn.transport) is redis_transport.Transport
 
 
 def test_a_partial_message_a_killed_writer_left_is_swept(tmp_path: Path) -> None:
