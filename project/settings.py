@@ -283,6 +283,10 @@ PAYMENTS_PAYOUTS_ENABLED = env_bool("PAYMENTS_PAYOUTS_ENABLED", default=False)
 PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = env_int(
     "PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS", default=1800
 )
+# A withdrawal claimed for its payout whose worker never got to send it (it died, or lost its
+# database connection, between the claim and the call) is claimed again and sent by the payout
+# sweep after this many seconds. One whose call may have gone out is never sent again.
+PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = env_int("PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS", default=60)
 # A payout or a coin's terms whose NowPayments call keeps failing is backed off on its own row
 # (payments/services/backoff.py): this many seconds after the first failure, doubling, at most
 # the maximum; the sweeps go on with the others meanwhile.

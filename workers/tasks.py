@@ -145,7 +145,8 @@ def _drain_events() -> dict[str, Any]:
 @shared_task(name="workers.withdrawal_payout_send")
 def withdrawal_payout_send_task(*, withdrawal_id: str) -> str:
     """Pay out one approved withdrawal through NowPayments (never retried: not idempotent at
-    the provider; the payout sweep looks an unanswered one up instead)."""
+    the provider; the payout sweep looks an unanswered one up instead, and sends again one
+    whose claim never reached the call)."""
     return withdrawals.withdrawal_payout_send(withdrawal_id=uuid.UUID(withdrawal_id)).status
 
 
@@ -154,7 +155,8 @@ def withdrawals_payout_sweep_task() -> dict[str, Any]:
     def job() -> dict[str, Any]:
         if not withdrawals.payouts_enabled():
             return {"enabled": False}
-        sent = withdrawals.approved_withdrawal_ids()
+        # Approved ones, and claimed ones whose worker never got to send them.
+        sent = withdrawals.approved_withdrawal_ids() + withdrawals.unsent_withdrawal_ids()
         for withdrawal_id in sent:
             withdrawal_payout_send_task.delay(withdrawal_id=str(withdrawal_id))
         return {"enabled": True, "sent": len(sent), **withdrawals.payouts_poll().as_dict()}

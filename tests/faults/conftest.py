@@ -36,5 +36,6 @@ def stack(transactional_db: Any, sandbox: Any, private_redis: PrivateRedis) -> I
         sandbox=sandbox,
         PAYMENTS_PAYOUTS_ENABLED="1",
         PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS="1",
+        PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS="5",  # a claim cut before its call is sent again
     ) as running:
         yield running

@@ -100,6 +100,7 @@ def cluster_stack(
         DATABASE_CONN_MAX_AGE="60",
         PAYMENTS_PAYOUTS_ENABLED="1",
         PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS="1",
+        PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS="5",  # a claim cut before its call is sent again
     ) as running:
         yield running
 

@@ -23,6 +23,8 @@ from payments.services.withdrawals.lifecycle import (
     withdrawal_complete,
     withdrawal_create,
     withdrawal_fail,
+    withdrawal_mark_sending,
+    withdrawal_reclaim_unsent,
     withdrawal_reject,
     withdrawal_start_processing,
 )
@@ -43,6 +45,7 @@ from payments.services.withdrawals.payouts import (
     payout_find,
     payouts_enabled,
     payouts_poll,
+    unsent_withdrawal_ids,
     withdrawal_payout_send,
 )
 
@@ -61,6 +64,7 @@ __all__ = [
     "payouts_enabled",
     "payouts_poll",
     "pending_overrides",
+    "unsent_withdrawal_ids",
     "withdrawal_add_note",
     "withdrawal_approve",
     "withdrawal_cancel",
@@ -70,11 +74,13 @@ __all__ = [
     "withdrawal_fees",
     "withdrawal_mark_completed",
     "withdrawal_mark_failed",
+    "withdrawal_mark_sending",
     "withdrawal_override_approve",
     "withdrawal_override_refuse",
     "withdrawal_override_request",
     "withdrawal_payout_send",
     "withdrawal_quote",
+    "withdrawal_reclaim_unsent",
     "withdrawal_reject",
     "withdrawal_start_processing",
 ]

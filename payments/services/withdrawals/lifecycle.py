@@ -212,7 +212,8 @@ def withdrawal_cancel(*, withdrawal_id: uuid.UUID, user: Any) -> WithdrawalReque
 def withdrawal_start_processing(*, withdrawal_id: uuid.UUID, claim: str = "") -> WithdrawalRequest:
     """approved -> processing. ``claim``, a token the caller made up, is kept in
     ``provider_data["claim"]`` so that a caller whose commit got no answer can tell on a fresh
-    connection whether the claim is its own (``payouts.withdrawal_payout_send``)."""
+    connection whether the claim is its own (``payouts.withdrawal_payout_send``). A claimed
+    withdrawal is marked unsent until ``withdrawal_mark_sending``."""
     return _transition(withdrawal_id, WithdrawalStatus.PROCESSING, claim=claim)
 
 
@@ -321,7 +322,7 @@ def _transition(
         for name, value in changes.items():
             setattr(withdrawal, name, value)
         if claim:
-            withdrawal.provider_data = {**(withdrawal.provider_data or {}), "claim": claim}
+            withdrawal.provider_data = _claimed(withdrawal.provider_data, claim)
         if note:
             _append_note(withdrawal, withdrawal.admin_user, note)
         withdrawal.status = new_status
@@ -482,6 +483,66 @@ def withdrawal_record_payout(
         withdrawal.provider_data = {**(withdrawal.provider_data or {}), **data}
         withdrawal.updated_at = timezone.now()
         _write(withdrawal, [*_PROVIDER_FIELDS, "updated_at"])
+
+
+# In ``provider_data`` from the claim until the payout call is about to go out: while it is
+# there, NowPayments cannot have this withdrawal's payout.
+UNSENT = "unsent"
+
+
+def _claimed(data: dict[str, Any] | None, claim: str) -> dict[str, Any]:
+    return {
+        **(data or {}),
+        "claim": claim,
+        "claimed_at": timezone.now().isoformat(),
+        UNSENT: True,
+    }
+
+
+def is_unsent(withdrawal: WithdrawalRequest) -> bool:
+    """Claimed for its payout, which was never sent (no call to NowPayments went out)."""
+    return bool((withdrawal.provider_data or {}).get(UNSENT)) and not (
+        withdrawal.provider_batch_id or withdrawal.provider_payout_id
+    )
+
+
+def withdrawal_reclaim_unsent(
+    *, withdrawal_id: uuid.UUID, claim: str, claimed_before: datetime
+) -> WithdrawalRequest | None:
+    """Take over a processing withdrawal whose claim is older than ``claimed_before`` and whose
+    payout was never sent: its token becomes ``claim``. None if it is not such a one (any
+    more). The earlier claimer, if it still runs, then fails ``withdrawal_mark_sending``."""
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        data = withdrawal.provider_data or {}
+        claimed_at = data.get("claimed_at")
+        if withdrawal.status != WithdrawalStatus.PROCESSING or not is_unsent(withdrawal):
+            return None
+        if claimed_at and datetime.fromisoformat(claimed_at) > claimed_before:
+            return None
+        withdrawal.provider_data = _claimed(data, claim)
+        withdrawal.updated_at = timezone.now()
+        _write(withdrawal, ["provider_data", "updated_at"])
+    logger.warning("withdrawal %s: its claim was never sent; claimed again", withdrawal_id)
+    return withdrawal
+
+
+def withdrawal_mark_sending(*, withdrawal_id: uuid.UUID, claim: str) -> WithdrawalRequest | None:
+    """The holder of ``claim`` is about to call NowPayments: from now on the payout may exist,
+    so it is never sent again, only looked up. None if the claim is not (or no longer) the
+    caller's: someone else sends it."""
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        data = dict(withdrawal.provider_data or {})
+        mine = data.get("claim") == claim and withdrawal.status == WithdrawalStatus.PROCESSING
+        if not mine or not is_unsent(withdrawal):
+            return None
+        data.pop(UNSENT)
+        data["sending_at"] = timezone.now().isoformat()
+        withdrawal.provider_data = data
+        withdrawal.updated_at = timezone.now()
+        _write(withdrawal, ["provider_data", "updated_at"])
+    return withdrawal
 
 
 def withdrawal_note_payout_failure(

@@ -1,10 +1,15 @@
 """Payouts: send approved withdrawals through NowPayments and follow them to the end.
 
 A withdrawal is claimed (approved -> processing) under its row lock before the payout is
-created, so two workers never send it twice. NowPayments is called outside any database
-transaction. A payout NowPayments refused is failed (and the hold refunded); one whose creation
-got no answer is never refunded automatically: it is looked up by its external id (every page
-of the payouts list), and left to an operator if it cannot be found. A payout reported failed
+created, so two workers never send it twice, and marked "unsent" until the commit just before
+the call. A claim whose worker died (or lost the database) before that commit is claimed again
+and sent by the sweep after ``PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS``; the earlier claimer, if it
+was only slow, then fails its commit and sends nothing. NowPayments is called outside any
+database transaction.
+
+A payout NowPayments refused is failed (and the hold refunded); one whose creation got no
+answer is never refunded automatically: it is looked up by its external id (every page of the
+payouts list), and left to an operator if it cannot be found. A payout reported failed
 is refunded only if NowPayments still reports it failed after the settling time
 (``PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS``): the spec warns a failed payout may still be paid.
 
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -70,12 +76,15 @@ def payouts_enabled() -> bool:
 
 
 def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
-    """Create and verify the NowPayments payout of an approved withdrawal."""
+    """Create and verify the NowPayments payout of an approved withdrawal, or of a processing
+    one whose claim was never sent (``unsent_withdrawal_ids``)."""
     refuse_inside_transaction()
     withdrawal = WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
-    if withdrawal.status != WithdrawalStatus.APPROVED or _backed_off(withdrawal):
+    processing = withdrawal.status == WithdrawalStatus.PROCESSING
+    stranded = processing and withdrawals.is_unsent(withdrawal)
+    if (withdrawal.status != WithdrawalStatus.APPROVED and not stranded) or _backed_off(withdrawal):
         return withdrawal
-    # Priced before the claim: if this fails, the withdrawal stays approved, backed off.
+    # Priced before the claim: if this fails, the withdrawal stays as it is, backed off.
     try:
         provider = get_provider()
         estimate = provider.get_estimate(
@@ -84,9 +93,10 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     except PaymentsError as exc:
         _attempt_failed(withdrawal.pk, f"pricing the payout: {backoff.describe(exc)}")
         return WithdrawalRequest.objects.get(pk=withdrawal.pk)
-    claimed = _claim(withdrawal_id)
-    if claimed is None:
-        return WithdrawalRequest.objects.get(pk=withdrawal_id)  # another worker claimed it
+    token = uuid.uuid4().hex
+    claimed = _claim(withdrawal_id, token, again=stranded) and _mark_sending(withdrawal_id, token)
+    if not claimed:
+        return WithdrawalRequest.objects.get(pk=withdrawal_id)  # another worker has it
     withdrawal = claimed
     request = PayoutRequest(
         address=withdrawal.wallet_address,
@@ -119,35 +129,109 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     return WithdrawalRequest.objects.get(pk=withdrawal.pk)
 
 
-def _claim(withdrawal_id: uuid.UUID) -> WithdrawalRequest | None:
-    """Claim an approved withdrawal (approved -> processing) for this worker; None if another
+def unsent_withdrawal_ids(*, limit: int = 100) -> list[uuid.UUID]:
+    """Processing withdrawals whose claim never reached the payout call and is older than
+    ``PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS``: the claiming worker died, or lost its database,
+    in between. NowPayments cannot have their payout, so they are sent again."""
+    cutoff = timezone.now() - _unsent_retry()
+    candidates = WithdrawalRequest.objects.filter(
+        _due(),
+        status=WithdrawalStatus.PROCESSING,
+        provider_batch_id="",
+        provider_payout_id="",
+        provider_data__has_key=withdrawals.UNSENT,
+    ).order_by("processing_at")
+    return [
+        row.pk
+        for row in candidates.only("pk", "provider_data")[:limit]
+        if datetime.fromisoformat(row.provider_data.get("claimed_at") or "2000-01-01T00:00+00:00")
+        <= cutoff
+    ]
+
+
+def _unsent_retry() -> timedelta:
+    return timedelta(seconds=float(getattr(settings, "PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS", 60)))
+
+
+def _claim(withdrawal_id: uuid.UUID, token: str, *, again: bool) -> WithdrawalRequest | None:
+    """Claim a withdrawal for this worker under ``token``: an approved one (approved ->
+    processing), or ``again`` a processing one whose claim was never sent. None if another
     worker has it.
 
     PostgreSQL may end the connection while the claim commits (a restart, a failover,
-    ``pg_terminate_backend``) and the claim may have held all the same. Without a way to tell,
-    that withdrawal would wait an hour as "processing, payout creation unanswered" and then go
-    to an operator, although nothing was sent. So the claim writes a token of its own, and on
-    a lost answer it is read back on a fresh connection: our token means the claim is ours and
-    no payout was created yet, so this worker goes on; an approved row means it rolled back
-    (the error stands: the next sweep sends it again).
+    ``pg_terminate_backend``) and the claim may have held all the same. So the claim writes a
+    token of its own, and on a lost answer it is read back on a fresh connection: our token
+    means the claim is ours, so this worker goes on; an approved row means it rolled back (the
+    error stands: the next sweep sends it again). If even that read fails, the claim stays
+    unsent and the sweep sends it again after ``PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS``.
     """
-    token = uuid.uuid4().hex
+
+    def claim() -> WithdrawalRequest | None:
+        if again:
+            return withdrawals.withdrawal_reclaim_unsent(
+                withdrawal_id=withdrawal_id,
+                claim=token,
+                claimed_before=timezone.now() - _unsent_retry(),
+            )
+        try:
+            return withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal_id, claim=token)
+        except InvalidTransition:
+            return None
+
+    def held(withdrawal: WithdrawalRequest) -> bool:
+        if withdrawal.status == WithdrawalStatus.APPROVED:
+            raise ClaimRolledBack
+        return withdrawal.status == WithdrawalStatus.PROCESSING and withdrawals.is_unsent(
+            withdrawal
+        )
+
+    return _answered(claim, withdrawal_id, token, held=held, step="claim")
+
+
+def _mark_sending(withdrawal_id: uuid.UUID, token: str) -> WithdrawalRequest | None:
+    """Mark our claim as being sent, the last write before NowPayments is called; None if the
+    claim is no longer ours (it was taken over as unsent while this worker stalled)."""
+
+    def mark() -> WithdrawalRequest | None:
+        return withdrawals.withdrawal_mark_sending(withdrawal_id=withdrawal_id, claim=token)
+
+    def held(withdrawal: WithdrawalRequest) -> bool:
+        return not withdrawals.is_unsent(withdrawal)
+
+    return _answered(mark, withdrawal_id, token, held=held, step="mark before sending")
+
+
+class ClaimRolledBack(Exception):
+    """The claim whose commit got no answer did not hold."""
+
+
+def _answered(
+    write: Callable[[], WithdrawalRequest | None],
+    withdrawal_id: uuid.UUID,
+    token: str,
+    *,
+    held: Callable[[WithdrawalRequest], bool],
+    step: str,
+) -> WithdrawalRequest | None:
+    """``write()``; if its commit got no answer, the row read back on a fresh connection: ours
+    (our token, and ``held``) or None."""
     try:
-        return withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal_id, claim=token)
-    except InvalidTransition:
-        return None
-    except (OperationalError, InterfaceError):
+        return write()
+    except (OperationalError, InterfaceError) as lost:
         if connection.in_atomic_block:
             raise
         connection.close()
         withdrawal = WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
-        if withdrawal.status == WithdrawalStatus.APPROVED:
-            raise
-        if (withdrawal.provider_data or {}).get("claim") != token:
+        try:
+            ours = held(withdrawal) and (withdrawal.provider_data or {}).get("claim") == token
+        except ClaimRolledBack:
+            raise lost from None
+        if not ours:
             return None
         logger.warning(
-            "withdrawal %s: the claim's commit got no answer but it held; sending the payout",
+            "withdrawal %s: the %s's commit got no answer but it held; going on",
             withdrawal.pk,
+            step,
         )
         return withdrawal
 
@@ -164,6 +248,7 @@ def payouts_poll(*, limit: int = 200) -> PayoutPollResult:
     processing = list(
         WithdrawalRequest.objects.filter(status=WithdrawalStatus.PROCESSING)
         .exclude(unreadable)
+        .exclude(provider_data__has_key=withdrawals.UNSENT)  # never sent: the sweep sends it
         .order_by("processing_at")[:limit]
     )
     unread = CycleWarnings(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import OperationalError, connection, transaction
+from django.utils import timezone
 
 from payments import ledger
 from payments.errors import ProviderUnavailable
@@ -389,3 +391,86 @@ def test_a_lost_claim_another_worker_then_took_is_left_to_it(sandbox, approved):
     assert left.provider_data["claim"] == "theirs"
     assert left.provider_batch_id == ""
     assert sandbox.control.payouts() == [], "the worker holding the claim sends it, not us"
+
+
+def claimed_by_a_dead_worker(withdrawal) -> WithdrawalRequest:
+    """What a worker that died (or lost its database) right after its claim leaves behind."""
+    return withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal.pk, claim="dead")
+
+
+def test_a_claim_whose_worker_died_before_sending_is_sent_again_once(sandbox, approved, settings):
+    claimed_by_a_dead_worker(approved)
+    assert payouts.unsent_withdrawal_ids() == [], "not before the retry time"
+    assert payouts.payouts_poll().checked == 0, "nothing to look up: it was never sent"
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 0
+    assert payouts.unsent_withdrawal_ids() == [approved.pk]
+
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert sent.status == "processing"
+    assert sent.provider_batch_id
+    assert "unsent" not in sent.provider_data
+    (batch,) = sandbox.control.payouts()
+    assert batch["verified"] is True
+    assert batch["withdrawals"][0]["unique_external_id"] == approved.internal_withdrawal_id
+    # The dead worker coming back to life cannot send it: its claim was taken over.
+    assert withdrawals.withdrawal_mark_sending(withdrawal_id=approved.pk, claim="dead") is None
+    assert payouts.unsent_withdrawal_ids() == []
+    payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert len(sandbox.control.payouts()) == 1, "paid once"
+    assert refunds(approved) == 0
+
+
+def test_a_claim_whose_call_may_have_gone_out_is_never_sent_again(sandbox, approved, settings):
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 0
+    claimed_by_a_dead_worker(approved)
+    # The worker marked it and then died, with its call to NowPayments in flight or not.
+    assert withdrawals.withdrawal_mark_sending(withdrawal_id=approved.pk, claim="dead")
+    assert payouts.unsent_withdrawal_ids() == []
+    left = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert (left.status, left.provider_batch_id) == ("processing", "")
+    assert sandbox.control.payouts() == []
+    assert payouts.payouts_poll().checked == 1, "looked up by its external id instead"
+
+
+def test_a_stalled_claimer_and_its_taker_over_send_one_payout(sandbox, approved, settings):
+    """Taking over needs the claim to be older than the retry time; the first claimer, if it was
+    only slow, loses its claim and sends nothing."""
+    claimed_by_a_dead_worker(approved)
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 3600
+    assert payouts.withdrawal_payout_send(withdrawal_id=approved.pk).provider_batch_id == ""
+    assert (
+        withdrawals.withdrawal_reclaim_unsent(
+            withdrawal_id=approved.pk,
+            claim="early",
+            claimed_before=timezone.now() - timedelta(hours=1),
+        )
+        is None
+    ), "a claim younger than the retry time is not taken over"
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 0
+    payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert withdrawals.withdrawal_mark_sending(withdrawal_id=approved.pk, claim="dead") is None
+    assert len(sandbox.control.payouts()) == 1
+
+
+def lose_the_read_back_too() -> None:
+    raise OperationalError("the database system is shutting down")
+
+
+def test_a_lost_claim_whose_read_back_fails_too_is_sent_after_the_retry_time(
+    sandbox, approved, settings
+):
+    with (
+        pytest.raises(OperationalError),
+        connection.execute_wrapper(LostAnswer(then=lose_the_read_back_too)),
+    ):
+        payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    connection.close()
+    stranded = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert (stranded.status, stranded.provider_batch_id) == ("processing", "")
+    assert sandbox.control.payouts() == [], "nothing was sent"
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 0
+    for withdrawal_id in payouts.unsent_withdrawal_ids():  # what the payout sweep queues
+        payouts.withdrawal_payout_send(withdrawal_id=withdrawal_id)
+    sent = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert sent.provider_batch_id
+    assert len(sandbox.control.payouts()) == 1
