@@ -27,7 +27,7 @@ from payments.services.deposits.reverse import collect_locked, reverse_locked
 from payments.services.deposits.settle import settle_locked
 from payments.services.deposits.statuses import our_status
 from payments.services.findings import finding_record
-from payments.services.host_webhooks import webhook_payments_record
+from payments.services.host_webhooks import ANY_ACTIVE_COLUMN, webhook_payments_record
 from payments.services.providers.nowpayments.types import ProviderPayment
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,9 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
     ours = our_status(report.payment_status)
     with transaction.atomic():
         balances: dict[int, ledger.Balance] = {}
+        endpoints_active: bool | None = None
         if connection.vendor == "postgresql":
-            locked = _lock_reported(report.payment_id, ours, balances)
+            locked, endpoints_active = _lock_reported(report.payment_id, ours, balances)
         else:
             locked = (
                 Payment._base_manager.select_for_update(of=("self",))
@@ -65,7 +66,9 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
         old_status = payment.status
         outcome, verdict = _merge_report(payment, report, ours, timezone.now())
         _write_progress([payment])
-        deposits = consequences([(payment, verdict)], balances=balances)
+        deposits = consequences(
+            [(payment, verdict)], balances=balances, endpoints_active=endpoints_active
+        )
     deposit = deposits[0] if deposits else None
     if outcome == EventOutcome.APPLIED:
         logger.info("payment id=%s %s -> %s via %s", payment.pk, old_status, payment.status, source)
@@ -76,9 +79,10 @@ def payment_apply_report(*, report: ProviderPayment, source: str) -> ApplyResult
 
 # The payment a report names, with its currency (the policy reads its decimals), locked; and
 # for a report that completes it, its user's balance too, by the same statement (payment
-# first, as everywhere): settling then needs no lock statement of its own.
+# first, as everywhere): settling then needs no lock statement of its own. The last column
+# says whether any webhook endpoint is active (the outbox would ask next).
 _REPORTED = (
-    "SELECT {payment}, {currency}{balance} FROM payments_payment p "
+    "SELECT {payment}, {currency}{balance}, {endpoints} FROM payments_payment p "
     "JOIN payments_currency c ON c.id = p.currency_id{join} "
     "WHERE p.provider_payment_id = %s FOR UPDATE OF p{of}"
 )
@@ -92,29 +96,31 @@ def _reported_sql(*, with_balance: bool) -> str:
         balance=f", {ledger.balance_columns('b')}" if with_balance else "",
         join=" JOIN payments_userbalance b ON b.user_id = p.user_id" if with_balance else "",
         of=", b" if with_balance else "",
+        endpoints=ANY_ACTIVE_COLUMN,
     )
 
 
 def _lock_reported(
     provider_payment_id: str, ours: str, balances: dict[int, ledger.Balance]
-) -> Payment | None:
-    """The payment ``provider_payment_id`` names, locked, built as the ORM would (PostgreSQL);
-    a completing report's balance row goes into ``balances``. None: no such payment."""
+) -> tuple[Payment | None, bool | None]:
+    """The payment ``provider_payment_id`` names, locked, built as the ORM would (PostgreSQL),
+    and whether a webhook endpoint is active; a completing report's balance row goes into
+    ``balances``. (None, None): no such payment."""
     rows = []
     if ours == PaymentStatus.COMPLETED:
         rows = ledger_pg.run(_reported_sql(with_balance=True), [provider_payment_id])
     if not rows:  # not completing, or the user's first credit (no balance row yet)
         rows = ledger_pg.run(_reported_sql(with_balance=False), [provider_payment_id])
     if not rows:
-        return None
-    row = rows[0]
+        return None, None
+    *row, endpoints_active = rows[0]
     split = rowsql.width(Payment)
     end = split + rowsql.width(Currency)
     payment = rowsql.build(Payment, row[:split])
     Payment.currency.field.set_cached_value(payment, rowsql.build(Currency, row[split:end]))
     if len(row) > end:
         balances[payment.user_id] = ledger.balance_of(row[end:])
-    return payment
+    return payment, endpoints_active
 
 
 def payments_apply_reports(
@@ -214,10 +220,12 @@ def consequences(
     *,
     only_new: bool = False,
     balances: dict[int, ledger.Balance] | None = None,
+    endpoints_active: bool | None = None,
 ) -> list[Transaction]:
     """What the moves mean for money, in the same transaction: settle completions, reverse
     refunded credits, collect what is owed, and put reviews and excess before an operator.
-    ``balances``: balance rows the caller locked with the payments (``ledger.post_batch``)."""
+    ``balances``: balance rows the caller locked with the payments (``ledger.post_batch``);
+    ``endpoints_active``: whether the caller's lock found an active webhook endpoint."""
     payments = [payment for payment, _ in moved]
     # Every balance this may touch (of a completed or refunded payment), locked once in user
     # order: settling, reversing and collecting then never wait on each other in another
@@ -229,7 +237,9 @@ def consequences(
     }
     if len(touched) > 1:
         ledger.lock_balances(touched)
-    deposits = settle_locked(payments, only_new=only_new, balances=balances)
+    deposits = settle_locked(
+        payments, only_new=only_new, balances=balances, endpoints_active=endpoints_active
+    )
     reverse_locked(payments)
     if deposits:
         collect_locked({t.user_id for t in deposits})
@@ -241,6 +251,7 @@ def consequences(
             for payment, verdict in moved
             if verdict is not None and verdict.status == PaymentStatus.REVIEW
         },
+        endpoints_active=endpoints_active,
     )
     for payment, verdict in moved:
         if verdict is None:

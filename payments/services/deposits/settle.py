@@ -17,7 +17,7 @@ from payments.models import Payment, SettlementDue, Transaction
 from payments.models.payment import PaymentStatus
 from payments.models.transaction import TransactionType
 from payments.models.webhook import WebhookEventType
-from payments.services.host_webhooks import webhook_payments_record
+from payments.services.host_webhooks import ANY_ACTIVE_COLUMN, webhook_payments_record
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +118,12 @@ _LOCKED_COLUMNS = (
 )
 _LOCK_ONE = f"{_LOCKED_COLUMNS} WHERE id = %s FOR UPDATE"
 # A completed payment and its user's balance row, locked by one statement (payment first, as
-# everywhere): the ledger then posts without a lock statement of its own.
+# everywhere): the ledger then posts without a lock statement of its own. The last column says
+# whether any webhook endpoint is active, which the credit's outbox write would ask next.
 _LOCK_ONE_WITH_BALANCE = (
     "SELECT p.id, p.status, p.user_id, p.amount_usd, p.credited_usd, p.internal_payment_id, "  # noqa: S608 - column names from code
-    f"p.provider_payment_id, {ledger.balance_columns('b')} FROM payments_payment p "
-    "JOIN payments_userbalance b ON b.user_id = p.user_id "
+    f"p.provider_payment_id, {ledger.balance_columns('b')}, {ANY_ACTIVE_COLUMN} "
+    "FROM payments_payment p JOIN payments_userbalance b ON b.user_id = p.user_id "
     "WHERE p.id = %s AND p.status = 'completed' FOR UPDATE OF p, b"
 )
 _LOCKED_WIDTH = len(LockedPayment._fields)
@@ -136,11 +137,13 @@ def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
     """Credit a completed payment exactly once; any other status credits nothing."""
     payment: Settleable
     balances: dict[int, ledger.Balance] = {}
+    endpoints_active: bool | None = None
     if connection.vendor == "postgresql":
         rows = ledger_pg.run(_LOCK_ONE_WITH_BALANCE, [payment_id])
         if rows:
-            payment = LockedPayment._make(rows[0][:_LOCKED_WIDTH])
-            balances[payment.user_id] = ledger.balance_of(rows[0][_LOCKED_WIDTH:])
+            *columns, endpoints_active = rows[0]
+            payment = LockedPayment._make(columns[:_LOCKED_WIDTH])
+            balances[payment.user_id] = ledger.balance_of(columns[_LOCKED_WIDTH:])
         else:  # not completed, unknown, or the user's first credit (no balance row yet)
             rows = ledger_pg.run(_LOCK_ONE, [payment_id])
             if not rows:
@@ -148,7 +151,7 @@ def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
             payment = LockedPayment._make(rows[0])
     else:
         payment = Payment._base_manager.select_for_update().only(*_SETTLE_FIELDS).get(pk=payment_id)
-    deposits = settle_locked([payment], balances=balances)
+    deposits = settle_locked([payment], balances=balances, endpoints_active=endpoints_active)
     return deposits[0] if deposits else None
 
 
@@ -157,12 +160,15 @@ def settle_locked(
     *,
     only_new: bool = False,
     balances: Mapping[int, ledger.Balance] | None = None,
+    endpoints_active: bool | None = None,
 ) -> list[Transaction]:
     """The one settlement routine: post each completed payment's DEPOSIT, exactly once.
 
     The caller holds the payments' row locks (and, in ``balances``, any balance rows it has
     locked too: see ``ledger.post_batch``). Returns the deposit of every completed payment
     among them (already stored or posted now), or with ``only_new`` just those posted now.
+    ``endpoints_active``: whether a statement of the caller's, in this transaction, found an
+    active webhook endpoint (None: not asked; the outbox asks).
     """
     completed = [p for p in payments if p.status == PaymentStatus.COMPLETED]
     if not completed:
@@ -177,11 +183,11 @@ def settle_locked(
                 raise
             return [] if only_new else list(stored.values())
         fresh = posted.fresh
-        _record_credits(fresh)
+        _record_credits(fresh, endpoints_active)
         return fresh if only_new else posted.rows
     credited = _deposits_of([p.pk for p in completed])
     fresh = ledger.post_many([deposit_posting(p) for p in completed if p.pk not in credited])
-    _record_credits(fresh)
+    _record_credits(fresh, endpoints_active)
     if only_new:
         return fresh
     posted_now = {t.payment_id: t for t in fresh}
@@ -192,12 +198,13 @@ def _deposits_of(payment_ids: list[uuid.UUID]) -> dict[uuid.UUID | None, Transac
     return {t.payment_id: t for t in ledger.deposits_of(payment_ids)}
 
 
-def _record_credits(fresh: list[Transaction]) -> None:
+def _record_credits(fresh: list[Transaction], endpoints_active: bool | None) -> None:
     """The host hears of each new credit from the outbox, in this same transaction."""
     if fresh:
         webhook_payments_record(
             event_type=WebhookEventType.PAYMENT_CREDITED,
             extras={t.payment_id: _credited(t) for t in fresh if t.payment_id is not None},
+            endpoints_active=endpoints_active,
         )
 
 

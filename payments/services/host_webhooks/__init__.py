@@ -28,6 +28,7 @@ from payments.services.host_webhooks.endpoints import (
     webhook_secret_hint,
 )
 from payments.services.host_webhooks.record import (
+    ANY_ACTIVE_COLUMN,
     NewEvent,
     webhook_event_record,
     webhook_events_record,
@@ -42,6 +43,7 @@ from payments.services.host_webhooks.signing import (
 )
 
 __all__ = [
+    "ANY_ACTIVE_COLUMN",
     "REDELIVER_PERMISSION",
     "REPLAY_WINDOW_SECONDS",
     "NewEvent",

@@ -141,6 +141,25 @@ def test_the_batch_and_the_single_settlement_tell_the_host_of_each_credit_once(
     assert WebhookDelivery.objects.count() == 4
 
 
+def test_a_credit_whose_lock_asked_for_endpoints_still_tells_the_host(
+    sandbox: Any, usdt: Any, endpoint: WebhookEndpoint
+) -> None:
+    """A user's later credits lock payment and balance in one statement, which also asks
+    whether an endpoint is active: through payment_settle and through a finished report."""
+    single = _completed(1, usdt)[0]
+    user = single.user
+    ledger.post(user_id=user.pk, kind="deposit", amount_usd=Decimal("1.00"), idempotency_key="b")
+    deposits.payment_settle(payment_id=single.pk)
+    reported = deposits.payment_create(
+        user_id=user.pk, amount_usd=Decimal("25.00"), currency_code="USDTTRC20"
+    )
+    sandbox.control.complete(reported.provider_payment_id)
+    deposits.payment_refresh(payment_id=reported.pk)
+    credited = {e.payload["data"]["payment_id"] for e in events("payment.credited")}
+    assert credited == {str(single.pk), str(reported.pk)}
+    assert WebhookDelivery.objects.count() == 2
+
+
 def test_a_settlement_batch_with_webhooks_runs_the_same_queries_at_2_and_at_40(
     usdt: Any, endpoint: WebhookEndpoint
 ) -> None:

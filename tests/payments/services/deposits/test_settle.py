@@ -52,6 +52,11 @@ def _balance_locks(statements: list[str]) -> list[str]:
     return [s for s in statements if s.startswith("SELECT user_id, balance_usd")]
 
 
+def _endpoint_checks(statements: list[str]) -> list[str]:
+    """Statements of their own asking whether a webhook endpoint is active (the lock asks)."""
+    return [s for s in statements if s.startswith("SELECT 1 FROM payments_webhookendpoint")]
+
+
 def test_payment_settle_locks_the_payment_and_its_balance_in_one_statement(usdt: Any) -> None:
     first, second = _completed(2, usdt)
     # The user's first credit: no balance row yet, so the ledger creates and locks it.
@@ -63,6 +68,7 @@ def test_payment_settle_locks_the_payment_and_its_balance_in_one_statement(usdt:
     assert deposit.balance_after == Decimal("199.98")
     assert deposit.sequence == 2
     assert _balance_locks(statements) == []
+    assert _endpoint_checks(statements) == []
     lock = next(s for s in statements if "FOR UPDATE" in s)
     assert "JOIN payments_userbalance" in lock
     assert "FOR UPDATE OF p, b" in lock
@@ -107,6 +113,7 @@ def test_a_finished_report_locks_payment_currency_and_balance_in_one_statement(
     assert result.deposit is not None
     assert result.deposit.balance_after == Decimal("199.98")
     assert _balance_locks(statements) == []
+    assert _endpoint_checks(statements) == []
     lock = next(s for s in statements if "FOR UPDATE" in s)
     assert "JOIN payments_currency" in lock
     assert "FOR UPDATE OF p, b" in lock
