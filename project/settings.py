@@ -287,6 +287,9 @@ PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS = env_int(
 # database connection, between the claim and the call) is claimed again and sent by the payout
 # sweep after this many seconds. One whose call may have gone out is never sent again.
 PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = env_int("PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS", default=60)
+# A worker whose claim or send mark got no answer from PostgreSQL reads the withdrawal back,
+# trying again for this many seconds while the database cannot answer.
+PAYMENTS_PAYOUT_READ_BACK_SECONDS = env_int("PAYMENTS_PAYOUT_READ_BACK_SECONDS", default=30)
 # A payout or a coin's terms whose NowPayments call keeps failing is backed off on its own row
 # (payments/services/backoff.py): this many seconds after the first failure, doubling, at most
 # the maximum; the sweeps go on with the others meanwhile.

@@ -22,6 +22,7 @@ sweeps skip it until then and go on with the rest.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -201,6 +202,33 @@ def _mark_sending(withdrawal_id: uuid.UUID, token: str) -> WithdrawalRequest | N
     return _answered(mark, withdrawal_id, token, held=held, step="mark before sending")
 
 
+def _read_back(withdrawal_id: uuid.UUID, step: str) -> WithdrawalRequest:
+    """The withdrawal read on a fresh connection, tried again while PostgreSQL cannot answer
+    (restarting, ending connections) for up to ``PAYMENTS_PAYOUT_READ_BACK_SECONDS``.
+
+    Giving up is costly after a lost mark: the mark may have held, so nobody sends that payout
+    again, and it waits to be found at NowPayments and then for an operator, although this
+    worker knows it never called NowPayments. So the read is not given up at the first error.
+    """
+    deadline = time.monotonic() + float(getattr(settings, "PAYMENTS_PAYOUT_READ_BACK_SECONDS", 30))
+    wait = 0.1
+    while True:
+        connection.close()
+        try:
+            return WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
+        except (OperationalError, InterfaceError):
+            if time.monotonic() + wait > deadline:
+                logger.error(
+                    "withdrawal %s: the %s's commit got no answer and the withdrawal cannot be"
+                    " read back; if it was marked as sending, it is only looked up from now on",
+                    withdrawal_id,
+                    step,
+                )
+                raise
+        time.sleep(wait)
+        wait = min(wait * 2, 5.0)
+
+
 class ClaimRolledBack(Exception):
     """The claim whose commit got no answer did not hold."""
 
@@ -220,8 +248,7 @@ def _answered(
     except (OperationalError, InterfaceError) as lost:
         if connection.in_atomic_block:
             raise
-        connection.close()
-        withdrawal = WithdrawalRequest.objects.select_related("currency").get(pk=withdrawal_id)
+        withdrawal = _read_back(withdrawal_id, step)
         try:
             ours = held(withdrawal) and (withdrawal.provider_data or {}).get("claim") == token
         except ClaimRolledBack:

@@ -333,23 +333,39 @@ def is_claim(sql: str, params) -> bool:
     return sql.startswith('UPDATE "payments_withdrawalrequest"') and "processing" in (params or ())
 
 
-class LostAnswer:
-    """Lets the claim commit, then fails its caller as PostgreSQL ending the connection at that
-    moment would: committed, unanswered. With ``rollback`` the claim's write fails instead, and
-    its transaction rolls back (nothing held); ``then`` runs before the first statement after
-    that (another worker, between our error and our look)."""
+def is_mark(sql: str, params) -> bool:
+    """The mark just before the payout call: the processing row's provider data rewritten."""
+    return (
+        sql.startswith('UPDATE "payments_withdrawalrequest"')
+        and '"provider_data"' in sql
+        and "processing" not in (params or ())
+    )
 
-    def __init__(self, *, rollback: bool = False, then=None) -> None:
-        self.rollback, self.then = rollback, then
-        self.stage = "claim"
+
+class LostAnswer:
+    """Lets the claim (or the ``write`` it is told) commit, then fails its caller as PostgreSQL
+    ending the connection at that moment would: committed, unanswered. With ``rollback`` the
+    write fails instead, and its transaction rolls back (nothing held); ``then`` runs before the
+    first statement after that (another worker, between our error and our look), and the
+    ``read_back_failures`` first statements after it fail as a database still away would."""
+
+    def __init__(
+        self, *, rollback: bool = False, then=None, write=is_claim, read_back_failures: int = 0
+    ) -> None:
+        self.rollback, self.then, self.write = rollback, then, write
+        self.failures = read_back_failures
+        self.stage = "write"
 
     def __call__(self, execute, sql, params, many, context):
-        if self.stage == "claim" and is_claim(sql, params):
+        if self.stage == "write" and self.write(sql, params):
             self.stage = "after"
             if self.rollback:
                 raise OperationalError("terminating connection due to administrator command")
             transaction.on_commit(self.lose)
         elif self.stage == "after" and not transaction.get_connection().in_atomic_block:
+            if self.failures:
+                self.failures -= 1
+                raise OperationalError("the database system is starting up")
             self.stage = "done"
             if self.then is not None:
                 self.then()
@@ -452,16 +468,13 @@ def test_a_stalled_claimer_and_its_taker_over_send_one_payout(sandbox, approved,
     assert len(sandbox.control.payouts()) == 1
 
 
-def lose_the_read_back_too() -> None:
-    raise OperationalError("the database system is shutting down")
-
-
 def test_a_lost_claim_whose_read_back_fails_too_is_sent_after_the_retry_time(
     sandbox, approved, settings
 ):
+    settings.PAYMENTS_PAYOUT_READ_BACK_SECONDS = 1  # the database stays away for longer
     with (
         pytest.raises(OperationalError),
-        connection.execute_wrapper(LostAnswer(then=lose_the_read_back_too)),
+        connection.execute_wrapper(LostAnswer(read_back_failures=1000)),
     ):
         payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
     connection.close()
@@ -474,3 +487,37 @@ def test_a_lost_claim_whose_read_back_fails_too_is_sent_after_the_retry_time(
     sent = WithdrawalRequest.objects.get(pk=approved.pk)
     assert sent.provider_batch_id
     assert len(sandbox.control.payouts()) == 1
+
+
+def test_a_lost_mark_is_read_back_until_the_database_answers_and_sent_once(sandbox, approved):
+    """The mark held but its answer was lost, and the database stays away for a while: had the
+    worker given up at the first failed read, nobody would send the payout (a marked claim is
+    only looked up), and it would wait for an operator although nothing went out."""
+    lost = LostAnswer(write=is_mark, read_back_failures=3)
+    with connection.execute_wrapper(lost):
+        sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert (lost.stage, lost.failures) == ("done", 0), "the mark was lost, three reads failed"
+    assert sent.status == "processing"
+    assert sent.provider_batch_id
+    (batch,) = sandbox.control.payouts()
+    assert batch["verified"] is True
+    assert batch["withdrawals"][0]["unique_external_id"] == approved.internal_withdrawal_id
+
+
+def test_a_lost_mark_that_cannot_be_read_back_is_looked_up_never_resent(
+    sandbox, approved, settings
+):
+    settings.PAYMENTS_PAYOUT_READ_BACK_SECONDS = 1
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 0
+    with (
+        pytest.raises(OperationalError),
+        connection.execute_wrapper(LostAnswer(write=is_mark, read_back_failures=1000)),
+    ):
+        payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    connection.close()
+    left = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert (left.status, left.provider_batch_id) == ("processing", "")
+    assert "unsent" not in left.provider_data, "the mark held"
+    assert payouts.unsent_withdrawal_ids() == [], "it may have gone out: never sent again"
+    assert sandbox.control.payouts() == []
+    assert payouts.payouts_poll().checked == 1, "looked up by its external id instead"
