@@ -117,9 +117,14 @@ class ControlClient:
 
     # faults and quirks
     def set_fault(
-        self, mode: str, count: int = 1, path: str | None = None, delay: float | None = None
+        self,
+        mode: str,
+        count: int = 1,
+        path: str | None = None,
+        delay: float | None = None,
+        method: str | None = None,
     ) -> dict[str, Any]:
-        body = {"mode": mode, "count": count, "path": path}
+        body = {"mode": mode, "count": count, "path": path, "method": method}
         if delay is not None:
             body["delay"] = str(delay)
         return self._call("POST", "/faults", body)

@@ -157,7 +157,11 @@ def add_fault(state: SandboxState, request: Request) -> Response:
     path = data.get("path")
     if path is not None and not isinstance(path, str):
         raise ControlError(400, "bad_fault", "path must be a string")
-    fault = state.add_fault(str(data.get("mode")), count, path, _seconds(data, "delay", 10.0))
+    method = data.get("method")
+    if method is not None and method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        raise ControlError(400, "bad_fault", "method must be GET, POST, PUT, PATCH or DELETE")
+    delay = _seconds(data, "delay", 10.0)
+    fault = state.add_fault(str(data.get("mode")), count, path, delay, method=method)
     fault["delay"] = Decimal(str(fault["delay"]))
     return json_response(200, fault)
 

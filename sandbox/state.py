@@ -140,19 +140,25 @@ class SandboxState:
             self.quirk_generation += 1
             return dict(self.quirks)
 
-    def add_fault(self, mode: str, count: int, path: str | None, delay: float) -> dict[str, Any]:
+    def add_fault(
+        self, mode: str, count: int, path: str | None, delay: float, method: str | None = None
+    ) -> dict[str, Any]:
         if mode not in FAULT_MODES:
             raise ControlError(400, "bad_fault", f"mode must be one of {', '.join(FAULT_MODES)}")
         if count < 1:
             raise ControlError(400, "bad_fault", "count must be at least 1")
-        fault = {"mode": mode, "remaining": count, "path": path, "delay": delay}
+        fault = {"mode": mode, "remaining": count, "path": path, "method": method, "delay": delay}
         with self.lock:
             self.faults.append(fault)
         return dict(fault)
 
-    def take_fault(self, path: str) -> dict[str, Any] | None:
+    def take_fault(self, method: str, path: str) -> dict[str, Any] | None:
+        """The first queued fault for this call (its path prefix and method, when it names
+        them), counted down; None if no fault applies."""
         with self.lock:
             for fault in self.faults:
+                if fault["method"] not in (None, method):
+                    continue
                 if fault["path"] is None or path.startswith(fault["path"]):
                     fault["remaining"] -= 1
                     if fault["remaining"] <= 0:

@@ -71,7 +71,7 @@ class SandboxApp:
         pattern = route.pattern if route else "(unmatched)"
         with state.lock:
             state.request_counts[f"{request.method} {pattern}"] += 1
-        fault = state.take_fault(request.path)
+        fault = state.take_fault(request.method, request.path)
         if fault is not None and fault["mode"] in ("http_500", "http_429"):
             return _fault_response(fault["mode"])
         if fault is not None and fault["mode"] == "timeout":

@@ -55,9 +55,11 @@ class PayoutDesk(threading.Thread):
                         self.control.advance_payout(item["id"], status="FINISHED")
 
 
-def faults(sandbox: Any, plan: list[tuple[str, int]], path: str | None = None) -> int:
+def faults(
+    sandbox: Any, plan: list[tuple[str, int]], path: str | None = None, method: str | None = None
+) -> int:
     for mode, count in plan:
-        sandbox.control.set_fault(mode, count=count, path=path, delay=LATE)
+        sandbox.control.set_fault(mode, count=count, path=path, delay=LATE, method=method)
     return sum(count for _, count in plan)
 
 
@@ -130,7 +132,12 @@ def test_provider_errors_then_recovery_credit_once_and_pay_out_once(
     ]
     # The first payout creation times out after being accepted, the next one's answer is cut
     # in half after being accepted; then errors on every payout call (lists, verifications).
-    queued += faults(sandbox, [("timeout", 1), ("malformed_json", 1)], path="/v1/payout")
+    # Only a POST can be the creation: a currency sync retried meanwhile reads payout terms
+    # under the same prefix (GET /v1/payout/fee, /v1/payout-withdrawal/min-amount), and had
+    # it taken one of these two, no payout would be made for the test to see adopted.
+    queued += faults(
+        sandbox, [("timeout", 1), ("malformed_json", 1)], path="/v1/payout", method="POST"
+    )
     queued += faults(sandbox, [("http_500", 4), ("http_429", 3), ("timeout", 1)], path="/v1/payout")
     desk = PayoutDesk(sandbox)
     desk.start()

@@ -117,6 +117,22 @@ def test_fault_path_prefix(sandbox: SandboxServer, api: Api) -> None:
     assert api.create_payment()["payment_status"] == "waiting"
 
 
+def test_fault_method(sandbox: SandboxServer, api: Api) -> None:
+    """A fault naming a method passes the other methods' calls on the same path by."""
+    sandbox.control.set_fault("http_500", count=1, path="/v1/payment", method="POST")
+    assert api.get("/v1/payment/").status_code != 500
+    assert [f["remaining"] for f in sandbox.control.faults()] == [1]
+    assert api.post("/v1/payment", {}).status_code == 500
+    assert sandbox.control.faults() == []
+
+
+def test_fault_method_must_be_an_http_method(sandbox: SandboxServer) -> None:
+    with pytest.raises(ControlError) as error:
+        sandbox.control.set_fault("http_500", method="FETCH")
+    assert error.value.status == 400
+    assert sandbox.control.faults() == []
+
+
 def test_faults_do_not_touch_the_control_api(sandbox: SandboxServer) -> None:
     sandbox.control.set_fault("http_500", count=3)
     assert sandbox.control.quirks()
