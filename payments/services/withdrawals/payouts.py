@@ -85,20 +85,21 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
     stranded = processing and withdrawals.is_unsent(withdrawal)
     if (withdrawal.status != WithdrawalStatus.APPROVED and not stranded) or _backed_off(withdrawal):
         return withdrawal
-    # Priced before the claim: if this fails, the withdrawal stays as it is, backed off.
+    # Priced, logged in to NowPayments and the request built before the claim: if one of these
+    # fails, the withdrawal stays as it is, backed off. Between the mark and the payout call
+    # nothing may touch the database (not even a lazy foreign key): a connection lost there
+    # would leave a marked payout that was never sent, only looked up until an operator acts.
+    step = "pricing the payout"
     try:
         provider = get_provider()
         estimate = provider.get_estimate(
             withdrawal.final_amount_usd, "usd", withdrawal.currency.provider_code
         )
+        step = "logging in to NowPayments"
+        provider.log_in()
     except PaymentsError as exc:
-        _attempt_failed(withdrawal.pk, f"pricing the payout: {backoff.describe(exc)}")
+        _attempt_failed(withdrawal.pk, f"{step}: {backoff.describe(exc)}")
         return WithdrawalRequest.objects.get(pk=withdrawal.pk)
-    token = uuid.uuid4().hex
-    claimed = _claim(withdrawal_id, token, again=stranded) and _mark_sending(withdrawal_id, token)
-    if not claimed:
-        return WithdrawalRequest.objects.get(pk=withdrawal_id)  # another worker has it
-    withdrawal = claimed
     request = PayoutRequest(
         address=withdrawal.wallet_address,
         currency=withdrawal.currency.provider_code,
@@ -106,6 +107,13 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
         extra_id=withdrawal.wallet_extra_id or None,
         unique_external_id=withdrawal.internal_withdrawal_id,
     )
+    token = uuid.uuid4().hex
+    claimed = _claim(withdrawal_id, token, again=stranded) and _mark_sending(withdrawal_id, token)
+    if not claimed:
+        return WithdrawalRequest.objects.get(pk=withdrawal_id)  # another worker has it
+    # The request's fields are frozen by the database (0007_state_guards): those read before
+    # the claim are the claimed row's.
+    withdrawal = claimed
     try:
         batch = provider.create_payout(
             [request], payout_description=f"Withdrawal {withdrawal.internal_withdrawal_id}"

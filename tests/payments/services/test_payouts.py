@@ -521,3 +521,59 @@ def test_a_lost_mark_that_cannot_be_read_back_is_looked_up_never_resent(
     assert payouts.unsent_withdrawal_ids() == [], "it may have gone out: never sent again"
     assert sandbox.control.payouts() == []
     assert payouts.payouts_poll().checked == 1, "looked up by its external id instead"
+
+
+class AwayUntilSent:
+    """After the mark before sending commits, PostgreSQL is away (every statement fails as on
+    a terminated connection) until the sandbox holds the payout; then it is back."""
+
+    def __init__(self, sandbox) -> None:
+        self.state = sandbox.state
+        self.marked = False
+        self.refused: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        if not self.marked and is_mark(sql, params):
+            transaction.on_commit(self.mark)
+        elif self.marked and not self.sent():
+            self.refused.append(sql)
+            raise OperationalError("terminating connection due to administrator command")
+        return execute(sql, params, many, context)
+
+    def mark(self) -> None:
+        self.marked = True
+
+    def sent(self) -> bool:
+        with self.state.lock:
+            return bool(self.state.withdrawals)
+
+
+def test_nothing_between_the_mark_and_the_payout_call_needs_the_database(sandbox, approved):
+    """Once marked, a payout is only ever looked up, never sent again: a database statement
+    between the mark and the call (a lazy foreign key, a login record) that fails on a lost
+    connection would leave a payout nobody sends, waiting for an operator."""
+    away = AwayUntilSent(sandbox)
+    with connection.execute_wrapper(away):
+        sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert away.marked
+    assert away.refused == [], "no statement ran between the mark and the call"
+    (batch,) = sandbox.control.payouts()
+    assert batch["withdrawals"][0]["unique_external_id"] == approved.internal_withdrawal_id
+    assert batch["verified"] is True
+    assert sent.provider_batch_id == str(batch["id"])
+
+
+def test_a_failed_login_leaves_the_withdrawal_approved_and_backed_off(sandbox, approved, settings):
+    """The JWT is fetched before the claim: a login NowPayments does not answer is not a
+    payout creation that may have gone out."""
+    settings.NOWPAYMENTS_TIMEOUT = 2.5  # another configuration: a new client, holding no JWT
+    sandbox.control.set_fault("http_500", count=50, path="/v1/auth")
+    kept = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert kept.status == "approved"
+    assert kept.payout_attempts == 1
+    assert kept.payout_last_error.startswith("logging in to NowPayments")
+    assert sandbox.control.payouts() == []
+    sandbox.control.clear_faults()
+    WithdrawalRequest._base_manager.filter(pk=approved.pk).update(payout_retry_at=None)
+    assert payouts.withdrawal_payout_send(withdrawal_id=approved.pk).provider_batch_id
+    assert len(sandbox.control.payouts()) == 1

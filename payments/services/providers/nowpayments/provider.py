@@ -287,6 +287,11 @@ class NowPaymentsProvider:
         path = f"/payout-withdrawal/min-amount/{quote(_ticker(currency), safe='')}"
         return PayoutMinAmount.from_dict(self._http.call("GET", path), currency=currency)
 
+    def log_in(self) -> None:
+        """Hold a valid JWT (``POST /auth`` unless one is held), so that a later JWT call makes
+        no login of its own first."""
+        self._http.token()
+
     def create_payout(
         self,
         withdrawals: list[PayoutRequest],
