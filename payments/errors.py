@@ -147,6 +147,10 @@ class ProviderError(PaymentsError):
 
     code = "provider_error"
     status_code = 502
+    # True when NowPayments provably did nothing for the call: its request never went out (the
+    # login it needed failed first) or NowPayments refused it as unauthenticated (HTTP 401).
+    # A create that failed so is known not to exist; any other failed create may.
+    no_effect = False
 
 
 class ProviderUnavailable(ProviderError):

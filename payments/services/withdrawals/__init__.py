@@ -27,6 +27,7 @@ from payments.services.withdrawals.lifecycle import (
     withdrawal_reclaim_unsent,
     withdrawal_reject,
     withdrawal_start_processing,
+    withdrawal_unmark_sending,
 )
 from payments.services.withdrawals.operator import (
     withdrawal_mark_completed,
@@ -83,4 +84,5 @@ __all__ = [
     "withdrawal_reclaim_unsent",
     "withdrawal_reject",
     "withdrawal_start_processing",
+    "withdrawal_unmark_sending",
 ]

@@ -545,6 +545,33 @@ def withdrawal_mark_sending(*, withdrawal_id: uuid.UUID, claim: str) -> Withdraw
     return withdrawal
 
 
+def withdrawal_unmark_sending(*, withdrawal_id: uuid.UUID, claim: str) -> bool:
+    """NowPayments provably did nothing for the payout call the holder of ``claim`` made (the
+    login it needed failed, or it refused ours): the payout is unsent again, so the sweep sends
+    it (``payouts.unsent_withdrawal_ids``). False if the claim is not (or no longer) the
+    caller's, or the payout has provider ids: then it stays as it is."""
+    with transaction.atomic():
+        withdrawal = WithdrawalRequest.objects.select_for_update().get(pk=withdrawal_id)
+        data = dict(withdrawal.provider_data or {})
+        mine = data.get("claim") == claim and withdrawal.status == WithdrawalStatus.PROCESSING
+        if (
+            not mine
+            or UNSENT in data
+            or withdrawal.provider_batch_id
+            or withdrawal.provider_payout_id
+        ):
+            return False
+        data.pop("sending_at", None)
+        data[UNSENT] = True
+        withdrawal.provider_data = data
+        withdrawal.updated_at = timezone.now()
+        _write(withdrawal, ["provider_data", "updated_at"])
+    logger.warning(
+        "withdrawal %s: NowPayments did nothing for its payout call; unsent", withdrawal_id
+    )
+    return True
+
+
 def withdrawal_note_payout_failure(
     *, withdrawal_id: uuid.UUID, status: str, error: str
 ) -> tuple[datetime, bool] | None:

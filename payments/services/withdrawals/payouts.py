@@ -7,10 +7,12 @@ and sent by the sweep after ``PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS``; the earlie
 was only slow, then fails its commit and sends nothing. NowPayments is called outside any
 database transaction.
 
-A payout NowPayments refused is failed (and the hold refunded); one whose creation got no
-answer is never refunded automatically: it is looked up by its external id (every page of the
-payouts list), and left to an operator if it cannot be found. A payout reported failed
-is refunded only if NowPayments still reports it failed after the settling time
+A payout NowPayments refused is failed (and the hold refunded). One NowPayments provably did
+nothing for (the login the call needed failed, or it answered 401) is unsent again and sent by
+the sweep after its back-off. One whose creation got no answer is never refunded
+automatically: it is looked up by its external id (every page of the payouts list), and left
+to an operator if it cannot be found. A payout reported failed is refunded only if
+NowPayments still reports it failed after the settling time
 (``PAYMENTS_PAYOUT_FAILED_SETTLE_SECONDS``): the spec warns a failed payout may still be paid.
 
 One payout whose calls keep failing (NowPayments refusing or not answering for it, a missing
@@ -118,14 +120,18 @@ def withdrawal_payout_send(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
         batch = provider.create_payout(
             [request], payout_description=f"Withdrawal {withdrawal.internal_withdrawal_id}"
         )
-    except ProviderRejected as exc:
-        logger.warning("payout of withdrawal %s refused: %s", withdrawal.pk, exc.provider_code)
-        return withdrawals.withdrawal_fail(
-            withdrawal_id=withdrawal.pk,
-            reason=f"NowPayments refused the payout: {exc.message}",
-            confirmation=withdrawals.Confirmation.PROVIDER,  # no payout was made
-        )
     except ProviderError as exc:
+        if exc.no_effect:  # its login failed, or NowPayments refused ours: nothing was created
+            withdrawals.withdrawal_unmark_sending(withdrawal_id=withdrawal.pk, claim=token)
+            _attempt_failed(withdrawal.pk, f"sending the payout: {backoff.describe(exc)}")
+            return WithdrawalRequest.objects.get(pk=withdrawal.pk)
+        if isinstance(exc, ProviderRejected):
+            logger.warning("payout of withdrawal %s refused: %s", withdrawal.pk, exc.provider_code)
+            return withdrawals.withdrawal_fail(
+                withdrawal_id=withdrawal.pk,
+                reason=f"NowPayments refused the payout: {exc.message}",
+                confirmation=withdrawals.Confirmation.PROVIDER,  # no payout was made
+            )
         _note(withdrawal.pk, f"payout creation unanswered ({exc.code}); looking it up")
         raise
     item = _match(list(batch.withdrawals), withdrawal)  # by our external id: not yet its id

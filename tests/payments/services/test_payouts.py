@@ -15,6 +15,8 @@ from payments.errors import ProviderUnavailable
 from payments.models import LedgerDrift, Transaction, UserBalance, WithdrawalRequest
 from payments.services import withdrawals
 from payments.services import withdrawals as payouts
+from payments.services.providers.nowpayments.gateway import get_provider
+from payments.services.withdrawals import lifecycle
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -577,3 +579,49 @@ def test_a_failed_login_leaves_the_withdrawal_approved_and_backed_off(sandbox, a
     WithdrawalRequest._base_manager.filter(pk=approved.pk).update(payout_retry_at=None)
     assert payouts.withdrawal_payout_send(withdrawal_id=approved.pk).provider_batch_id
     assert len(sandbox.control.payouts()) == 1
+
+
+def test_a_payout_call_whose_login_failed_after_a_401_is_unsent_and_sent_again(
+    sandbox, approved, settings
+):
+    """NowPayments ends the held JWT early (401 on the payout call) and the login after it
+    fails: nothing was created, so the payout is unsent again, backed off, and sent by the
+    sweep, not looked up as a creation that may have gone out."""
+    get_provider().log_in()
+    sandbox.control.advance_clock(400)  # past the JWT's lifetime by the sandbox's clock only
+    sandbox.control.set_fault("http_500", count=50, path="/v1/auth")
+    kept = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert kept.status == "processing"
+    assert lifecycle.is_unsent(kept)
+    assert "sending_at" not in kept.provider_data
+    assert kept.payout_last_error.startswith("sending the payout")
+    assert kept.payout_attempts == 1
+    assert "unanswered" not in kept.failure_reason
+    assert sandbox.control.payouts() == []
+    assert payouts.payouts_poll().checked == 0, "nothing to look up: it was never created"
+
+    sandbox.control.clear_faults()
+    settings.PAYMENTS_PAYOUT_UNSENT_RETRY_SECONDS = 0
+    assert payouts.unsent_withdrawal_ids() == [], "backed off"
+    WithdrawalRequest._base_manager.filter(pk=approved.pk).update(payout_retry_at=None)
+    assert payouts.unsent_withdrawal_ids() == [approved.pk]
+    sent = payouts.withdrawal_payout_send(withdrawal_id=approved.pk)
+    assert sent.provider_batch_id
+    (batch,) = sandbox.control.payouts()
+    assert batch["withdrawals"][0]["unique_external_id"] == approved.internal_withdrawal_id
+    assert refunds(sent) == 0
+
+
+def test_only_the_claimer_of_a_payout_without_provider_ids_can_unsend_it(sandbox, approved):
+    claimed_by_a_dead_worker(approved)
+    unsend = withdrawals.withdrawal_unmark_sending
+    assert unsend(withdrawal_id=approved.pk, claim="dead") is False, "it is unsent already"
+    assert withdrawals.withdrawal_mark_sending(withdrawal_id=approved.pk, claim="dead")
+    assert unsend(withdrawal_id=approved.pk, claim="another") is False, "not its claim"
+    lifecycle.withdrawal_record_payout(
+        withdrawal_id=approved.pk, batch_id="5000000001", payout_id="", data={}
+    )
+    assert unsend(withdrawal_id=approved.pk, claim="dead") is False, "NowPayments has a batch"
+    kept = WithdrawalRequest.objects.get(pk=approved.pk)
+    assert not lifecycle.is_unsent(kept)
+    assert "sending_at" in kept.provider_data

@@ -15,7 +15,12 @@ from typing import Any
 
 import requests
 
-from payments.errors import ConfigurationError, ProviderRejected, ProviderUnavailable
+from payments.errors import (
+    ConfigurationError,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from payments.services.providers.nowpayments.config import NowPaymentsConfig
 from payments.services.providers.nowpayments.parsing import (
     MalformedResponse,
@@ -88,7 +93,11 @@ class Transport:
         retry_reads = method == "GET"
         attempt = 0
         while True:
-            token = self.token() if jwt else None
+            try:
+                token = self.token() if jwt else None
+            except ProviderError as exc:
+                exc.no_effect = True  # this call's own request never went out
+                raise
             try:
                 response = self._send(method, path, query, payload, api_key=api_key, token=token)
             except _TRANSIENT as exc:
@@ -265,13 +274,15 @@ def _rejected(method: str, path: str, response: requests.Response) -> ProviderRe
     message = body.get("message") or body.get("error") or response.text.strip()
     if not isinstance(message, str):
         message = json.dumps(message, ensure_ascii=False)
-    return ProviderRejected(
+    rejected = ProviderRejected(
         message[:_MAX_ERROR_TEXT] or f"HTTP {response.status_code}",
         provider_code=str(body.get("code") or ""),
         http_status=response.status_code,
         method=method,
         path=path,
     )
+    rejected.no_effect = response.status_code == 401  # refused before anything was done
+    return rejected
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -519,6 +519,38 @@ def test_jwt_refreshed_after_401_when_sandbox_clock_passes_expiry(
     assert calls(control, "GET /v1/payment/") == 3  # one refused with 401, then retried
 
 
+def test_a_call_whose_login_fails_is_known_to_have_done_nothing(
+    provider: NowPaymentsProvider, control: Any
+) -> None:
+    """After a 401, the JWT call logs in again; when that login fails, the call's own request
+    never went out: the error says so, unlike a POST that got no answer."""
+    provider.list_payments(limit=1)
+    control.advance_clock(400)  # the held JWT expires, by the sandbox's clock only
+    control.set_fault("http_500", count=1, path="/v1/auth")
+    with pytest.raises(ProviderUnavailable) as info:
+        provider.list_payments(limit=1)
+    assert info.value.no_effect is True
+    assert calls(control, "GET /v1/payment/") == 2  # the first, then the one refused with 401
+
+    control.set_fault("http_500", count=1, path="/v1/payout")
+    with pytest.raises(ProviderUnavailable) as unanswered:
+        provider.create_payout(
+            [PayoutRequest(address="TXabc", currency="usdttrc20", amount=Decimal("1"))]
+        )
+    assert unanswered.value.no_effect is False, "a 500 on a create proves nothing"
+
+
+def test_a_401_is_known_to_have_done_nothing(sandbox: Any) -> None:
+    with NowPaymentsProvider(make_config(sandbox, password="nope")) as client:
+        with pytest.raises(ProviderRejected) as info:
+            client.list_payments()
+        assert (info.value.no_effect, info.value.http_status) == (True, 401)
+    with NowPaymentsProvider(make_config(sandbox, api_key="wrong")) as client:
+        with pytest.raises(ProviderRejected) as forbidden:
+            client.get_currencies()
+        assert (forbidden.value.no_effect, forbidden.value.http_status) == (False, 403)
+
+
 def test_jwt_refreshed_before_expiry_by_local_clock(sandbox: Any, control: Any) -> None:
     now = [1000.0]
     with NowPaymentsProvider(make_config(sandbox), clock=lambda: now[0]) as client:
