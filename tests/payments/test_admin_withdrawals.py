@@ -233,6 +233,44 @@ def test_manual_failure_needs_no_provider(settings, usdt, alice):
     assert refunds(withdrawal) == 1
 
 
+def test_a_claim_never_sent_can_be_failed_by_an_operator_and_is_then_never_sent(
+    paying, usdt, alice
+):
+    """A processing withdrawal whose payout call never went out (its worker died after the
+    claim, or NowPayments did nothing for the call) holds no payout: an operator fails it
+    without an override, and the claim's holder can no longer send it."""
+    user = UserFactory()
+    ledger.post(user_id=user.pk, kind="deposit", amount_usd=Decimal("50.00"), idempotency_key="u")
+    withdrawal = withdrawals.withdrawal_create(
+        user_id=user.pk, amount_usd=Decimal("20.00"), currency_id=usdt.pk, wallet_address=TRON
+    )
+    act(alice, "approve_selected", [withdrawal], apply="1")
+    withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal.pk, claim="stalled")
+    assert act(alice, "mark_failed", [withdrawal]) == ["1 withdrawal(s) marked failed."]
+    failed = reload(withdrawal)
+    assert failed.status == "failed"
+    assert refunds(failed) == 1
+    assert withdrawals.withdrawal_mark_sending(withdrawal_id=withdrawal.pk, claim="stalled") is None
+    assert withdrawals.unsent_withdrawal_ids() == []
+    assert paying.control.payouts() == []
+
+
+def test_a_claim_marked_sending_is_not_failed_on_an_operators_word(paying, usdt, alice):
+    user = UserFactory()
+    ledger.post(user_id=user.pk, kind="deposit", amount_usd=Decimal("50.00"), idempotency_key="s")
+    withdrawal = withdrawals.withdrawal_create(
+        user_id=user.pk, amount_usd=Decimal("20.00"), currency_id=usdt.pk, wallet_address=TRON
+    )
+    act(alice, "approve_selected", [withdrawal], apply="1")
+    withdrawals.withdrawal_start_processing(withdrawal_id=withdrawal.pk, claim="mine")
+    assert withdrawals.withdrawal_mark_sending(withdrawal_id=withdrawal.pk, claim="mine")
+    with pytest.raises(InvalidTransition, match="only when NowPayments reports it"):
+        withdrawals.withdrawal_fail(withdrawal_id=withdrawal.pk, reason="by hand")
+    (message,) = act(alice, "mark_failed", [withdrawal])
+    assert "shows no payout" in message
+    assert (reload(withdrawal).status, refunds(withdrawal)) == ("processing", 0)
+
+
 # --- forced overrides: a second operator with the permission ------------------------------
 
 

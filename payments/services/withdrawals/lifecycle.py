@@ -253,9 +253,13 @@ def withdrawal_lock(*, withdrawal_id: uuid.UUID) -> WithdrawalRequest:
 
 def payout_may_exist(withdrawal: WithdrawalRequest, *, status: str | None = None) -> bool:
     """True when NowPayments may hold a payout of this withdrawal: its ids are known, or
-    payouts are on and it is processing (the creation may have gone unanswered)."""
+    payouts are on and it is processing (the creation may have gone unanswered) with its
+    payout call no longer unsent. (A claim still unsent cannot have gone out; its holder's
+    ``withdrawal_mark_sending`` fails once the withdrawal has left processing.)"""
     if withdrawal.provider_batch_id or withdrawal.provider_payout_id:
         return True
+    if is_unsent(withdrawal):
+        return False
     processing = (status or withdrawal.status) == WithdrawalStatus.PROCESSING
     return processing and bool(getattr(settings, "PAYMENTS_PAYOUTS_ENABLED", False))
 
