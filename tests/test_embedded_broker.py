@@ -112,10 +112,14 @@ def test_a_reader_racing_the_writer_gets_every_message_whole(tmp_path: Path) -> 
         with connect() as conn:
             channel = conn.default_channel
             while True:
+                # Asked before the read: an empty queue seen after the writer finished is the
+                # end; one seen while it still wrote (it may finish before this thread runs
+                # again) is not.
+                finished = written.is_set()
                 try:
                     lengths.append(len(channel._get("race")["body"]))
                 except Empty:
-                    if written.is_set():
+                    if finished:
                         return
                 except Exception as exc:  # noqa: BLE001 - what the test counts
                     failures.append(repr(exc))
