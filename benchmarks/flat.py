@@ -11,7 +11,8 @@ warm-up; queries counted in a separate run with Django's query capture):
   sweep's query (``unsettled_payment_ids``), the poll cycle's database part (``payments_poll``
   against an in-process sandbox holding 100 active payments, minus the time in provider calls),
 * every admin changelist (Django's test ``Client``, a superuser, in process), the API lists (the
-  session of a user with 1/1000 of the postings), reconciliation (``ledger_reconcile``).
+  session of a user with 1/1000 of the postings, one page as long at both sizes: as many rows as
+  that user holds at the small size), reconciliation (``ledger_reconcile``).
 
 Run from the repository root: ``.venv/bin/python benchmarks/flat.py [--large 100000]``.
 """
@@ -289,8 +290,12 @@ def measure(args: argparse.Namespace, sandbox: Any) -> dict[str, tuple[float, in
         )
     owner = Client()
     owner.force_login(get_user_model().objects.get(pk=user_id))
+    # One page of the same length at both sizes: the user holds 1/1000 of the rows (10 at
+    # 10,000 postings), so the default page of 50 would render 10 rows at one size and 50 at
+    # the other, and time the serializer's work per row rather than the ledger's size.
+    rows = max(1, args.small // USERS)
     for name in API_LISTS:
-        url = f"/payments/api/{name}/"
+        url = f"/payments/api/{name}/?page_size={rows}"
 
         def api(url: str = url) -> Any:
             return owner.get(url).status_code
