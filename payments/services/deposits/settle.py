@@ -117,19 +117,20 @@ _LOCKED_COLUMNS = (
     "provider_payment_id FROM payments_payment"
 )
 _LOCK_ONE = f"{_LOCKED_COLUMNS} WHERE id = %s FOR UPDATE"
-# A completed payment and its user's balance row, locked by one statement (payment first, as
+# A payment and its user's balance row, locked by one statement (payment first, as
 # everywhere): the ledger then posts without a lock statement of its own. The last column says
 # whether any webhook endpoint is active, which the credit's outbox write would ask next.
+# The locks select by key alone; settle_locked credits only completed payments. A status
+# condition here let the planner, with statistics in which 'completed' looked rare, read the
+# (status, created_at) index: every completed payment, for one row.
 _LOCK_ONE_WITH_BALANCE = (
     "SELECT p.id, p.status, p.user_id, p.amount_usd, p.credited_usd, p.internal_payment_id, "  # noqa: S608 - column names from code
     f"p.provider_payment_id, {ledger.balance_columns('b')}, {ANY_ACTIVE_COLUMN} "
     "FROM payments_payment p JOIN payments_userbalance b ON b.user_id = p.user_id "
-    "WHERE p.id = %s AND p.status = 'completed' FOR UPDATE OF p, b"
+    "WHERE p.id = %s FOR UPDATE OF p, b"
 )
 _LOCKED_WIDTH = len(LockedPayment._fields)
-_LOCK_MANY = (
-    f"{_LOCKED_COLUMNS} WHERE id = ANY(%s::uuid[]) AND status = 'completed' ORDER BY id FOR UPDATE"
-)
+_LOCK_MANY = f"{_LOCKED_COLUMNS} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
 
 
 @transaction.atomic
@@ -144,7 +145,7 @@ def payment_settle(*, payment_id: uuid.UUID) -> Transaction | None:
             *columns, endpoints_active = rows[0]
             payment = LockedPayment._make(columns[:_LOCKED_WIDTH])
             balances[payment.user_id] = ledger.balance_of(columns[_LOCKED_WIDTH:])
-        else:  # not completed, unknown, or the user's first credit (no balance row yet)
+        else:  # unknown, or the user's first credit (no balance row yet)
             rows = ledger_pg.run(_LOCK_ONE, [payment_id])
             if not rows:
                 raise Payment.DoesNotExist(f"Payment {payment_id} does not exist.")

@@ -9,10 +9,11 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from payments import ledger
+from payments import ledger, ledger_pg
 from payments.errors import IdempotencyConflict
 from payments.models import Payment, Transaction
 from payments.services import deposits
+from payments.services.deposits import settle
 from tests.factories import PaymentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,3 +150,55 @@ def test_a_balance_the_caller_says_it_locked_is_still_checked_by_the_database(
         )
     assert Transaction.objects.filter(payment=second).count() == 0
     assert deposits.payment_settle(payment_id=second.pk) is not None
+
+
+# --- plans ---------------------------------------------------------------------------------
+
+
+def _payment_scans(sql: str, params: list[Any]) -> list[str]:
+    """How the plan ``sql`` runs with reaches payments_payment: the payment indexes it reads
+    (directly or through a bitmap), or "Seq Scan"."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    scans, todo = [], [plan]
+    while todo:
+        node = todo.pop()
+        todo += node.get("Plans", [])
+        index = node.get("Index Name", "")
+        if index.startswith(("payment_", "payments_payment_")):
+            scans.append(index)
+        elif node["Node Type"] == "Seq Scan" and node["Relation Name"] == "payments_payment":
+            scans.append("Seq Scan")
+    return sorted(set(scans))
+
+
+def test_the_settle_locks_find_payments_by_primary_key_whatever_the_statistics_say(
+    usdt: Any,
+) -> None:
+    # Statistics taken while every payment was pending, then all completed (as a ledger whose
+    # ANALYZE is behind): 'completed' looks rare, and a lock that also filtered on the status
+    # was planned as a scan of every completed payment, growing with the ledger.
+    user = UserFactory()
+    made = Payment._base_manager.bulk_create(
+        [
+            Payment(
+                user=user,
+                currency=usdt,
+                amount_usd=Decimal("10.00"),
+                internal_payment_id=f"PAY_PLAN_{i:05d}",
+                status="pending",
+            )
+            for i in range(3000)
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE payments_payment")
+    Payment._base_manager.update(status="completed")
+    one = made[1234].pk
+    assert _payment_scans(settle._LOCK_ONE_WITH_BALANCE, [one]) == ["payments_payment_pkey"]
+    with_array = [ledger_pg.array_literal([p.pk for p in made[:20]])]
+    assert _payment_scans(settle._LOCK_MANY, with_array) == ["payments_payment_pkey"]
+    # Still exactly the completed payments get their deposit.
+    assert deposits.payment_settle(payment_id=one) is not None
+    assert deposits.payments_settle_many(payment_ids=[p.pk for p in made[:5]]) == 5
