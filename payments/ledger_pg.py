@@ -3,8 +3,10 @@
 ``payments.ledger`` decides; this module only talks to the database. Each statement has one
 text whatever the number of postings (the values travel as arrays), is sent with server-side
 binding on Django's own connection (so it joins the caller's transaction, and no query string
-is composed in Python), and unprepared (safe behind PgBouncer in transaction pooling). A posting
-and its balance change are written by ONE statement, as migration 0018's triggers require.
+is composed in Python), and unprepared: safe behind PgBouncer in transaction pooling, and no
+generic plan built while the ledger was empty outlives its growth (a prepared statement's does:
+tests/payments/test_ledger_checks.py, the warm-connection test). A posting and its balance
+change are written by ONE statement, as migration 0018's triggers require.
 """
 
 from __future__ import annotations
